@@ -1,0 +1,372 @@
+"""``ResAttUNet``: a U-Net of pre-activation residual blocks with additive attention gates on its skips.
+
+Shapes use ``N`` for the batch, ``C`` for channels and ``*S`` for the 2 or 3 spatial axes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, NamedTuple, TypeAlias, get_args
+
+import torch
+from torch import nn
+
+from cellseg.models import layers
+from cellseg.models.blocks import AttentionGate, ResidualBlock, SegmentationHead, Upsample, UpsampleMode
+from cellseg.models.layers import NormSpec
+
+DownsampleMode: TypeAlias = Literal["conv", "maxpool"]
+AttentionMode: TypeAlias = Literal["additive", "none"]
+DOWNSAMPLE_MODES: tuple[str, ...] = get_args(DownsampleMode)
+ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
+LEVEL_SCALE = 2
+
+
+class ResAttUNetOutput(NamedTuple):
+    """Everything one forward pass of ``ResAttUNet`` can return.
+
+    Attributes:
+        logits: class logits at the input's resolution, ``(N, out_channels, *S)``.
+        deep_logits: logits of the deep supervision heads, finest first, the ``k``-th at ``S / 2**(k + 1)``; empty
+            unless the network was built with ``deep_supervision=True``.
+        attention: the attention coefficients of every gate, finest skip first, the ``k``-th ``(N, 1, *S / 2**k)``
+            with values in [0, 1]; empty when the gates are off.
+    """
+
+    logits: torch.Tensor
+    deep_logits: list[torch.Tensor]
+    attention: list[torch.Tensor]
+
+
+class Encoder(nn.Module):
+    """The contracting path: a 3x3 stem conv, then one stage of residual blocks per level.
+
+    Level 0 keeps the input's resolution; every later level halves it, either with a stride-2 first block
+    (``"conv"``) or a max-pool in front of the stage (``"maxpool"``).
+
+    Shape:
+        ``(N, C_in, *S)`` -> a list of features, finest first, the ``k``-th ``(N, channels[k], *S / 2**k)``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        channels: Sequence[int],
+        blocks_per_level: Sequence[int],
+        downsample: DownsampleMode,
+        norm: NormSpec,
+        activation: type[nn.Module],
+        dropout: float,
+        zero_init_residual: bool,
+    ) -> None:
+        super().__init__()
+        self.stem = layers.conv(spatial_dims, in_channels, channels[0], kernel_size=3)
+        self.stages = nn.ModuleList()
+        for level, (level_channels, num_blocks) in enumerate(zip(channels, blocks_per_level, strict=True)):
+            previous_channels = channels[max(level - 1, 0)]
+            stride = LEVEL_SCALE if level > 0 and downsample == "conv" else 1
+            stage: list[nn.Module] = []
+            if level > 0 and downsample == "maxpool":
+                stage.append(layers.max_pool(spatial_dims, LEVEL_SCALE))
+            for block in range(num_blocks):
+                stage.append(
+                    ResidualBlock(
+                        spatial_dims,
+                        previous_channels if block == 0 else level_channels,
+                        level_channels,
+                        stride=stride if block == 0 else 1,
+                        norm=norm,
+                        activation=activation,
+                        dropout=dropout,
+                        zero_init_last=zero_init_residual,
+                    )
+                )
+            self.stages.append(nn.Sequential(*stage))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encode ``(N, C_in, *S)`` into per-level features, finest first."""
+        features = []
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+class DecoderStage(nn.Module):
+    """One level of the expanding path: gate the skip, upsample the coarser map, concatenate, residual blocks.
+
+    Shape:
+        coarse ``(N, C_coarse, *S / 2)`` and skip ``(N, C_skip, *S)`` -> ``(N, C_out, *S)``, plus the attention
+        map ``(N, 1, *S)`` (``None`` when the gate is off).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        coarse_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        num_blocks: int,
+        attention: AttentionMode,
+        upsample: UpsampleMode,
+        norm: NormSpec,
+        activation: type[nn.Module],
+        dropout: float,
+        zero_init_residual: bool,
+    ) -> None:
+        super().__init__()
+        self.gate: AttentionGate | nn.Identity = (
+            AttentionGate(spatial_dims, skip_channels, gating_channels=coarse_channels, norm=norm)
+            if attention == "additive"
+            else nn.Identity()
+        )
+        self.up = Upsample(spatial_dims, coarse_channels, out_channels, scale=LEVEL_SCALE, mode=upsample)
+        self.blocks = nn.Sequential(
+            *(
+                ResidualBlock(
+                    spatial_dims,
+                    out_channels + skip_channels if block == 0 else out_channels,
+                    out_channels,
+                    norm=norm,
+                    activation=activation,
+                    dropout=dropout,
+                    zero_init_last=zero_init_residual,
+                )
+                for block in range(num_blocks)
+            )
+        )
+
+    def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Merge ``coarse`` ``(N, C_coarse, *S / 2)`` into ``skip`` ``(N, C_skip, *S)``; return features, attention."""
+        alpha: torch.Tensor | None = None
+        if isinstance(self.gate, AttentionGate):
+            skip, alpha = self.gate(skip, coarse)
+        merged = torch.cat([self.up(coarse), skip], dim=1)
+        return self.blocks(merged), alpha
+
+
+class Decoder(nn.Module):
+    """The expanding path: one ``DecoderStage`` per level below the bottleneck, coarsest first.
+
+    Shape:
+        encoder features (finest first) -> decoder features, finest first, the ``k``-th
+        ``(N, channels[k], *S / 2**k)`` for ``k < len(channels) - 1``, and the attention maps, finest first.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: Sequence[int],
+        blocks_per_level: int,
+        attention: AttentionMode,
+        upsample: UpsampleMode,
+        norm: NormSpec,
+        activation: type[nn.Module],
+        dropout: float,
+        zero_init_residual: bool,
+    ) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(
+            DecoderStage(
+                spatial_dims,
+                coarse_channels=channels[level + 1],
+                skip_channels=channels[level],
+                out_channels=channels[level],
+                num_blocks=blocks_per_level,
+                attention=attention,
+                upsample=upsample,
+                norm=norm,
+                activation=activation,
+                dropout=dropout,
+                zero_init_residual=zero_init_residual,
+            )
+            for level in reversed(range(len(channels) - 1))
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Decode encoder ``features`` (finest first); return decoder features and attention maps, finest first."""
+        x = features[-1]
+        decoded, attention = [], []
+        for stage, skip in zip(self.stages, reversed(features[:-1]), strict=True):
+            x, alpha = stage(x, skip)
+            decoded.append(x)
+            if alpha is not None:
+                attention.append(alpha)
+        return decoded[::-1], attention[::-1]
+
+
+class ResAttUNet(nn.Module):
+    """A U-Net of pre-activation residual blocks with additive attention gates on every skip connection.
+
+    The network for cellseg's segmentation: ``Encoder`` -> ``Decoder`` -> ``SegmentationHead``. Each level doubles
+    the channels it is given in ``channels`` and halves the resolution, so the input's spatial size must be a
+    multiple of ``2 ** (len(channels) - 1)`` (the total stride); the predictor pads, the network raises a
+    ``ValueError`` that says what to pad to.
+
+    Design choices (see ``benchmarks/network_design.py`` for the measurement and its numbers):
+        * Downsampling: ``"conv"`` (default), a stride-2 first residual block whose shortcut is average pooling +
+          1x1 conv, as in nnU-Net's residual encoder; ``"maxpool"`` pools in front of the stage. The strided block
+          runs its first 3x3 conv on the coarse grid, so it is the cheaper of the two.
+        * Upsampling: ``"deconv"`` (default), a 2x2 transposed conv; ``"interp"``, a 1x1 conv then linear
+          interpolation.
+        * Norm: ``"batch"`` by default. Instance and group norm take their statistics from the tile being
+          predicted, so a tiled prediction depends on where the tiles fall (seams); batch norm in eval mode uses
+          running statistics and folds into the convolutions, so tiled inference stays seam-free and fast.
+        * Attention: the gating signal is the coarser decoder map, before upsampling (see ``AttentionGate``).
+          ``attention="none"`` replaces every gate by ``nn.Identity``: the same network as a plain residual U-Net.
+
+    Args:
+        spatial_dims: 2 for images, 3 for volumes.
+        in_channels: input channels (1 for a single fluorescence or phase channel, 3 for RGB).
+        out_channels: output logit channels (classes, or classes + extra maps).
+        channels: feature channels per level, finest first; ``len(channels) - 1`` downsamplings.
+        blocks_per_level: residual blocks per encoder level, one number for all or one per level.
+        decoder_blocks_per_level: residual blocks per decoder level.
+        norm: ``"batch"``, ``"instance"``, ``"group"``, or a norm class called with the channel count.
+        activation: activation class, e.g. ``nn.ReLU`` or ``nn.LeakyReLU`` (must map 0 to 0 for the identity
+            start of ``zero_init_residual``).
+        dropout: dropout probability inside every residual block.
+        attention: ``"additive"`` gates on the skips, or ``"none"``.
+        deep_supervision: add a logit head to every decoder level below the finest (read by
+            ``forward_with_aux``).
+        downsample: ``"conv"`` or ``"maxpool"``.
+        upsample: ``"deconv"`` or ``"interp"``.
+        zero_init_residual: start every residual block with its last norm's scale at zero.
+
+    Shape:
+        ``(N, in_channels, *S)`` -> ``(N, out_channels, *S)``, every entry of ``S`` a multiple of ``total_stride``.
+
+    Example:
+        >>> net = ResAttUNet(spatial_dims=2, in_channels=1, out_channels=3, channels=(8, 16, 32))
+        >>> net(torch.zeros(2, 1, 64, 64)).shape
+        torch.Size([2, 3, 64, 64])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: layers.SpatialDims = 2,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        blocks_per_level: int | Sequence[int] = 1,
+        decoder_blocks_per_level: int = 1,
+        norm: NormSpec = "batch",
+        activation: type[nn.Module] = nn.ReLU,
+        dropout: float = 0.0,
+        attention: AttentionMode = "additive",
+        deep_supervision: bool = False,
+        downsample: DownsampleMode = "conv",
+        upsample: UpsampleMode = "deconv",
+        zero_init_residual: bool = True,
+    ) -> None:
+        super().__init__()
+        layers.check_spatial_dims(spatial_dims)
+        channels = tuple(channels)
+        if len(channels) < 2 or min(channels) < 1:
+            raise ValueError(f"channels needs at least two positive entries (one per level), got {channels!r}.")
+        if min(in_channels, out_channels) < 1:
+            raise ValueError(f"in_channels and out_channels must be positive, got {in_channels}, {out_channels}.")
+        encoder_blocks = (
+            (blocks_per_level,) * len(channels) if isinstance(blocks_per_level, int) else tuple(blocks_per_level)
+        )
+        if len(encoder_blocks) != len(channels) or min(encoder_blocks) < 1 or decoder_blocks_per_level < 1:
+            raise ValueError(
+                f"blocks_per_level must be a positive int or one positive int per level ({len(channels)}), "
+                f"and decoder_blocks_per_level positive; got {blocks_per_level!r}, {decoder_blocks_per_level!r}."
+            )
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"Unknown attention {attention!r}: use one of {', '.join(ATTENTION_MODES)}.")
+        if downsample not in DOWNSAMPLE_MODES:
+            raise ValueError(f"Unknown downsample {downsample!r}: use one of {', '.join(DOWNSAMPLE_MODES)}.")
+
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.channels = channels
+        self.deep_supervision = deep_supervision
+        self.encoder = Encoder(
+            spatial_dims, in_channels, channels, encoder_blocks, downsample, norm, activation, dropout,
+            zero_init_residual,
+        )  # fmt: skip
+        self.decoder = Decoder(
+            spatial_dims, channels, decoder_blocks_per_level, attention, upsample, norm, activation, dropout,
+            zero_init_residual,
+        )  # fmt: skip
+        self.head = SegmentationHead(spatial_dims, channels[0], out_channels, norm, activation)
+        self.deep_heads = nn.ModuleList(
+            SegmentationHead(spatial_dims, level_channels, out_channels, norm, activation)
+            for level_channels in (channels[1:-1] if deep_supervision else ())
+        )
+        self._init_conv_weights()
+
+    @property
+    def total_stride(self) -> int:
+        """The factor every spatial size of the input must be a multiple of: ``2 ** (levels - 1)``."""
+        return int(LEVEL_SCALE ** (len(self.channels) - 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Segment ``x`` ``(N, in_channels, *S)`` into logits ``(N, out_channels, *S)``."""
+        return self._run(x, with_deep_heads=False).logits
+
+    def forward_with_aux(self, x: torch.Tensor) -> ResAttUNetOutput:
+        """Segment ``x`` ``(N, in_channels, *S)``; also return deep supervision logits and attention maps."""
+        return self._run(x, with_deep_heads=True)
+
+    def attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The gates' attention coefficients for ``x``, finest first, the ``k``-th ``(N, 1, *S / 2**k)`` in [0, 1].
+
+        Empty when the network was built with ``attention="none"``. Call under ``torch.no_grad()`` to only look.
+        """
+        return self._run(x, with_deep_heads=False).attention
+
+    def check_input_shape(self, x: torch.Tensor) -> None:
+        """Raise a ``ValueError`` saying what is wrong with ``x``'s shape, and what to pad to.
+
+        Raises:
+            ValueError: ``x`` is not ``(N, in_channels, *S)`` with every entry of ``S`` a multiple of
+                ``total_stride``.
+        """
+        expected_ndim = self.spatial_dims + 2
+        if x.ndim != expected_ndim:
+            raise ValueError(
+                f"ResAttUNet(spatial_dims={self.spatial_dims}) expects a {expected_ndim}D tensor "
+                f"(N, C, {', '.join('DHW'[-self.spatial_dims :])}), got shape {tuple(x.shape)}."
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"ResAttUNet expects {self.in_channels} input channel(s), got {x.shape[1]} (shape {tuple(x.shape)})."
+            )
+        spatial = tuple(x.shape[2:])
+        stride = self.total_stride
+        if any(size % stride for size in spatial):
+            padded = tuple(math.ceil(size / stride) * stride for size in spatial)
+            raise ValueError(
+                f"Input spatial shape {spatial} is not a multiple of {stride}, the network's total stride "
+                f"({len(self.channels) - 1} downsamplings); pad it to {padded} "
+                f"(e.g. monai.transforms.DivisiblePad(k={stride}))."
+            )
+
+    def _run(self, x: torch.Tensor, with_deep_heads: bool) -> ResAttUNetOutput:
+        self.check_input_shape(x)
+        features = self.encoder(x)
+        decoded, attention = self.decoder(features)
+        logits = self.head(decoded[0])
+        deep_logits = []
+        if with_deep_heads and self.deep_supervision:
+            deep_logits = [head(level) for head, level in zip(self.deep_heads, decoded[1:], strict=True)]
+        return ResAttUNetOutput(logits, deep_logits, attention)
+
+    def _init_conv_weights(self) -> None:
+        """He-normal init (fan-out, as torchvision's ResNet) for every conv.
+
+        PyTorch's default init is too small for ReLU stacks. Norm scales keep their init, including the zeros of
+        ``zero_init_residual``.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d | nn.ConvTranspose3d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from jsonargparse import ArgumentParser
+from torch import nn
+
+from cellseg.models import AttentionGate, ResAttUNet, ResidualBlock
+from cellseg.models.layers import SpatialDims
+from cellseg.models.unet import AttentionMode
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "networks"
+
+SHAPE_CASES = [
+    # spatial_dims, in_channels, out_channels, channels, blocks_per_level, spatial size
+    (2, 1, 2, (4, 8), 1, (16, 24)),
+    (2, 3, 3, (4, 8, 16), 2, (32, 32)),
+    (2, 2, 5, (4, 8, 16, 32, 64), (1, 1, 2, 2, 1), (32, 48)),
+    (3, 1, 2, (4, 8), 1, (8, 8, 16)),
+    (3, 2, 4, (4, 8, 16), 1, (16, 8, 16)),
+    (3, 1, 3, (2, 4, 8, 16), 2, (16, 16, 16)),
+]
+
+
+@pytest.mark.parametrize(("spatial_dims", "in_ch", "out_ch", "channels", "blocks", "size"), SHAPE_CASES)
+@pytest.mark.parametrize("attention", ["additive", "none"])
+def test_output_shapes(
+    spatial_dims: SpatialDims,
+    in_ch: int,
+    out_ch: int,
+    channels: tuple[int, ...],
+    blocks: Any,
+    size: tuple[int, ...],
+    attention: AttentionMode,
+) -> None:
+    net = ResAttUNet(
+        spatial_dims, in_ch, out_ch, channels, blocks_per_level=blocks, attention=attention, deep_supervision=True
+    )
+    x = torch.randn(2, in_ch, *size)
+    out = net.forward_with_aux(x)
+    assert net(x).shape == (2, out_ch, *size)
+    assert out.logits.shape == (2, out_ch, *size)
+    assert [d.shape for d in out.deep_logits] == [
+        (2, out_ch, *(s // 2**level for s in size)) for level in range(1, len(channels) - 1)
+    ]
+    expected_attention = [(2, 1, *(s // 2**level for s in size)) for level in range(len(channels) - 1)]
+    assert [a.shape for a in out.attention] == (expected_attention if attention == "additive" else [])
+
+
+@pytest.mark.parametrize("downsample", ["conv", "maxpool"])
+@pytest.mark.parametrize("upsample", ["deconv", "interp"])
+def test_down_and_upsampling_variants_keep_shapes(downsample: str, upsample: str) -> None:
+    net = ResAttUNet(2, 1, 2, (4, 8, 16), downsample=downsample, upsample=upsample)  # type: ignore[arg-type]
+    assert net(torch.randn(1, 1, 16, 32)).shape == (1, 2, 16, 32)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("zero_init_residual", [True, False])
+def test_every_parameter_gets_a_finite_gradient(spatial_dims: SpatialDims, zero_init_residual: bool) -> None:
+    net = ResAttUNet(
+        spatial_dims, 2, 3, (4, 8, 16), norm="group", dropout=0.1, deep_supervision=True,
+        zero_init_residual=zero_init_residual,
+    )  # fmt: skip
+    out = net.forward_with_aux(torch.randn(2, 2, *(16,) * spatial_dims))
+    loss = torch.stack([logits.square().mean() for logits in [out.logits, *out.deep_logits]]).sum()
+    loss.backward()
+    assert torch.isfinite(out.logits).all()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(parameter.grad).all(), f"{name} has a non-finite gradient"
+        if not zero_init_residual:  # with zero-init, the first conv of a branch gets exactly zero at step one
+            assert parameter.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+def test_zero_init_residual_zeroes_every_last_norm_scale() -> None:
+    net = ResAttUNet(2, 1, 2, (4, 8, 16), blocks_per_level=2, zero_init_residual=True)
+    blocks = [m for m in net.modules() if isinstance(m, ResidualBlock)]
+    assert len(blocks) == 3 * 2 + 2 * 1  # 3 encoder levels x 2 blocks + 2 decoder levels x 1 block
+    for block in blocks:
+        scale = block.norm2.weight
+        assert isinstance(scale, torch.Tensor)
+        assert torch.count_nonzero(scale) == 0
+
+
+def test_attention_maps_lie_in_unit_interval_and_match_skip_shapes() -> None:
+    net = ResAttUNet(2, 1, 2, (4, 8, 16, 32)).eval()
+    x = torch.randn(1, 1, 32, 64)
+    with torch.no_grad():
+        maps = net.attention_maps(x)
+        skips = net.encoder(x)[:-1]
+    assert len(maps) == 3
+    for alpha, skip in zip(maps, skips, strict=True):
+        assert alpha.shape == (1, 1, *skip.shape[2:])
+        assert alpha.min() >= 0
+        assert alpha.max() <= 1
+
+
+def test_switching_gates_off_gives_a_residual_unet() -> None:
+    gated = ResAttUNet(2, 1, 2, (4, 8, 16), attention="additive")
+    plain = ResAttUNet(2, 1, 2, (4, 8, 16), attention="none")
+    gates = [m for m in gated.modules() if isinstance(m, AttentionGate)]
+    assert len(gates) == 2
+    assert not any(isinstance(m, AttentionGate) for m in plain.modules())
+    assert all(isinstance(stage.gate, nn.Identity) for stage in plain.decoder.stages)
+    gate_parameters = sum(p.numel() for g in gates for p in g.parameters())
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in gated.parameters()) - gate_parameters
+    x = torch.randn(1, 1, 16, 16)
+    assert plain(x).shape == gated(x).shape
+    assert plain.attention_maps(x) == []
+
+
+def test_deep_heads_exist_only_with_deep_supervision() -> None:
+    net = ResAttUNet(2, 1, 2, (4, 8, 16, 32))
+    assert len(net.deep_heads) == 0
+    assert net.forward_with_aux(torch.randn(1, 1, 16, 16)).deep_logits == []
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((1, 1, 30, 32), r"\(30, 32\) is not a multiple of 8.*pad it to \(32, 32\)"),
+        ((1, 1, 33, 17), r"pad it to \(40, 24\)"),
+        ((1, 1, 32), r"expects a 4D tensor"),
+        ((1, 3, 32, 32), r"expects 1 input channel\(s\), got 3"),
+    ],
+)
+def test_bad_input_shape_says_what_to_do(shape: tuple[int, ...], message: str) -> None:
+    net = ResAttUNet(2, 1, 2, (4, 8, 16, 32))
+    with pytest.raises(ValueError, match=message):
+        net(torch.randn(*shape))
+
+
+def test_bad_input_shape_3d_names_the_pad_target() -> None:
+    net = ResAttUNet(3, 1, 2, (4, 8, 16))
+    with pytest.raises(ValueError, match=r"pad it to \(8, 12, 8\)"):
+        net(torch.randn(1, 1, 7, 12, 5))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"spatial_dims": 1}, "spatial_dims must be 2 or 3"),
+        ({"channels": (8,)}, "at least two"),
+        ({"blocks_per_level": (1, 2)}, "one positive int per level"),
+        ({"attention": "dot"}, "additive, none"),
+        ({"downsample": "stride"}, "conv, maxpool"),
+        ({"upsample": "pixelshuffle"}, "deconv, interp"),
+        ({"norm": "layer"}, "batch, instance, group"),
+        ({"dropout": 1.0}, r"\[0, 1\)"),
+    ],
+)
+def test_bad_arguments_raise_value_errors_that_list_the_options(kwargs: dict[str, Any], message: str) -> None:
+    arguments: dict[str, Any] = {"channels": (4, 8, 16)} | kwargs
+    with pytest.raises(ValueError, match=message):
+        ResAttUNet(**arguments)
+
+
+def test_eval_output_of_one_image_does_not_depend_on_the_batch() -> None:
+    """Batch norm in eval mode: what the predictor relies on for tiles and batches to be seam-free."""
+    net = ResAttUNet(2, 1, 2, (4, 8, 16)).eval()
+    images = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(net(images)[:1], net(images[:1]), atol=1e-5)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_network_configs_build_through_jsonargparse(config: Path) -> None:
+    """The configs parse with jsonargparse, the engine of LightningCLI, and build a working network."""
+    parser = ArgumentParser()
+    parser.add_class_arguments(ResAttUNet, "network")
+    parsed = parser.parse_args(["--network", str(config)])
+    net = parser.instantiate(parsed).network
+    assert isinstance(net, ResAttUNet)
+    size = (2 * net.total_stride,) * net.spatial_dims
+    assert net(torch.randn(1, net.in_channels, *size)).shape == (1, net.out_channels, *size)
+
+
+def test_network_configs_exist() -> None:
+    assert {p.name for p in CONFIGS.glob("*.yaml")} >= {"resattunet2d.yaml", "resattunet3d.yaml"}
