@@ -209,7 +209,7 @@ def train_case(name: str, seed: int, samples: list[Any], steps: int) -> dict[str
     seconds = time.perf_counter() - start
     pooled, mean = foreground_dice(net, validation, stride=2 ** (len(STUDY_CHANNELS) - 1))
     return {"network": name, "seed": seed, "steps": steps, "train_s": seconds, "dice_pooled": pooled,
-            "dice_mean": mean, "final_loss": float(loss), "n_validation": len(validation)}  # fmt: skip
+            "dice_mean": mean, "final_loss": loss.item(), "n_validation": len(validation)}  # fmt: skip
 
 
 def accuracy_part(data: Path, steps: int, cases: list[tuple[str, int]], output: Path) -> list[dict[str, Any]]:

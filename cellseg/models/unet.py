@@ -201,8 +201,8 @@ class Decoder(nn.Module):
 class ResAttUNet(nn.Module):
     """A U-Net of pre-activation residual blocks with additive attention gates on every skip connection.
 
-    The network for cellseg's segmentation: ``Encoder`` -> ``Decoder`` -> ``SegmentationHead``. Each level doubles
-    the channels it is given in ``channels`` and halves the resolution, so the input's spatial size must be a
+    The network for cellseg's segmentation: ``Encoder`` -> ``Decoder`` -> ``SegmentationHead``. Level ``k`` has
+    ``channels[k]`` feature channels at ``1 / 2**k`` of the input's resolution, so the input's spatial size must be a
     multiple of ``2 ** (len(channels) - 1)`` (the total stride); the predictor pads, the network raises a
     ``ValueError`` that says what to pad to.
 

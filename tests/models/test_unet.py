@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonargparse import ArgumentParser
 from torch import nn
 
@@ -180,3 +183,20 @@ def test_network_configs_build_through_jsonargparse(config: Path) -> None:
 
 def test_network_configs_exist() -> None:
     assert {p.name for p in CONFIGS.glob("*.yaml")} >= {"resattunet2d.yaml", "resattunet3d.yaml"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(height=st.integers(1, 40), width=st.integers(1, 40))
+def test_any_size_runs_or_names_the_smallest_padded_size_that_does(height: int, width: int) -> None:
+    net = ResAttUNet(2, 1, 1, (2, 2, 2, 2)).eval()
+    with torch.no_grad():
+        if height % 8 == 0 and width % 8 == 0:
+            assert net(torch.zeros(1, 1, height, width)).shape == (1, 1, height, width)
+            return
+        with pytest.raises(ValueError, match=r"pad it to \((\d+), (\d+)\)") as error:
+            net(torch.zeros(1, 1, height, width))
+        match = re.search(r"pad it to \((\d+), (\d+)\)", str(error.value))
+        assert match is not None
+        padded = (int(match.group(1)), int(match.group(2)))
+        assert padded == (-(-height // 8) * 8, -(-width // 8) * 8)
+        assert net(torch.zeros(1, 1, *padded)).shape == (1, 1, *padded)
