@@ -1,0 +1,1 @@
+"""Data: synthetic nuclei, training targets from instance labels, transforms and the datamodule."""
