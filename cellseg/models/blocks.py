@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellseg.models import layers
-from cellseg.models.layers import NormSpec
+from cellseg.models.layers import ActivationSpec, NormSpec
 
 UpsampleMode: TypeAlias = Literal["deconv", "interp"]
 UPSAMPLE_MODES: tuple[str, ...] = get_args(UpsampleMode)
@@ -38,7 +38,7 @@ class ResidualBlock(nn.Module):
         out_channels: channels ``C_out`` of the output.
         stride: downsampling factor along every spatial axis (1 keeps the resolution).
         norm: normalisation, by name or class (see ``layers.norm``).
-        activation: activation class, e.g. ``nn.ReLU``.
+        activation: ``"relu"``, ``"leaky_relu"``, ``"gelu"``, ``"silu"`` or an activation class.
         dropout: dropout probability between the two convs.
         zero_init_last: start the second norm's scale at zero.
 
@@ -53,7 +53,7 @@ class ResidualBlock(nn.Module):
         out_channels: int,
         stride: int = 1,
         norm: NormSpec = "batch",
-        activation: type[nn.Module] = nn.ReLU,
+        activation: ActivationSpec = "relu",
         dropout: float = 0.0,
         zero_init_last: bool = False,
     ) -> None:
@@ -201,7 +201,7 @@ class SegmentationHead(nn.Module):
         in_channels: int,
         out_channels: int,
         norm: NormSpec = "batch",
-        activation: type[nn.Module] = nn.ReLU,
+        activation: ActivationSpec = "relu",
     ) -> None:
         super().__init__()
         self.norm = layers.norm(norm, spatial_dims, in_channels)

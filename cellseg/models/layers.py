@@ -1,7 +1,9 @@
 """Dimension-aware layer factories, so every block is written once for 2D and 3D.
 
-The network takes its normalisation as a name (``"batch"``, ``"instance"``, ``"group"``) or as a class, and its
-activation as a class; these helpers turn either into modules for the right number of spatial dimensions.
+The network takes its normalisation (``"batch"``, ``"instance"``, ``"group"``) and its activation (``"relu"``,
+``"leaky_relu"``, ``"gelu"``, ``"silu"``) as a name or as a class; these helpers turn either into modules for the right
+number of spatial dimensions. Names keep a saved model's hyperparameters plain data, so a checkpoint loads with
+``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ SpatialDims: TypeAlias = Literal[2, 3]
 NormName: TypeAlias = Literal["batch", "instance", "group"]
 NormSpec: TypeAlias = NormName | type[nn.Module]
 
+ActivationName: TypeAlias = Literal["relu", "leaky_relu", "gelu", "silu"]
+ActivationSpec: TypeAlias = ActivationName | type[nn.Module]
+
 NORM_NAMES: tuple[str, ...] = get_args(NormName)
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
 GROUP_NORM_MAX_GROUPS = 8
 
 _CONV: dict[int, type[nn.Conv2d] | type[nn.Conv3d]] = {2: nn.Conv2d, 3: nn.Conv3d}
@@ -90,8 +101,17 @@ def norm(spec: NormSpec, spatial_dims: int, num_channels: int) -> nn.Module:
     return spec(num_channels)
 
 
-def activation(activation_type: type[nn.Module]) -> nn.Module:
-    """Instantiate an activation class, in place where the class allows it (saves one tensor per block)."""
+def activation(spec: ActivationSpec) -> nn.Module:
+    """Build an activation from its name or class, in place where the class allows it (saves one tensor per block).
+
+    Raises:
+        ValueError: ``spec`` is a string that names no activation.
+    """
+    if isinstance(spec, str):
+        if spec not in _ACTIVATIONS:
+            raise ValueError(f"Unknown activation {spec!r}: use one of {', '.join(_ACTIVATIONS)}, or pass a class.")
+        spec = _ACTIVATIONS[spec]
+    activation_type = spec
     if "inplace" in inspect.signature(activation_type).parameters:
         return activation_type(inplace=True)
     return activation_type()

@@ -14,7 +14,7 @@ from torch import nn
 
 from cellseg.models import layers
 from cellseg.models.blocks import AttentionGate, ResidualBlock, SegmentationHead, Upsample, UpsampleMode
-from cellseg.models.layers import NormSpec
+from cellseg.models.layers import ActivationSpec, NormSpec
 
 DownsampleMode: TypeAlias = Literal["conv", "maxpool"]
 AttentionMode: TypeAlias = Literal["additive", "none"]
@@ -57,7 +57,7 @@ class Encoder(nn.Module):
         blocks_per_level: Sequence[int],
         downsample: DownsampleMode,
         norm: NormSpec,
-        activation: type[nn.Module],
+        activation: ActivationSpec,
         dropout: float,
         zero_init_residual: bool,
     ) -> None:
@@ -113,7 +113,7 @@ class DecoderStage(nn.Module):
         attention: AttentionMode,
         upsample: UpsampleMode,
         norm: NormSpec,
-        activation: type[nn.Module],
+        activation: ActivationSpec,
         dropout: float,
         zero_init_residual: bool,
     ) -> None:
@@ -164,7 +164,7 @@ class Decoder(nn.Module):
         attention: AttentionMode,
         upsample: UpsampleMode,
         norm: NormSpec,
-        activation: type[nn.Module],
+        activation: ActivationSpec,
         dropout: float,
         zero_init_residual: bool,
     ) -> None:
@@ -226,7 +226,7 @@ class ResAttUNet(nn.Module):
         blocks_per_level: residual blocks per encoder level, one number for all or one per level.
         decoder_blocks_per_level: residual blocks per decoder level.
         norm: ``"batch"``, ``"instance"``, ``"group"``, or a norm class called with the channel count.
-        activation: activation class, e.g. ``nn.ReLU`` or ``nn.LeakyReLU`` (must map 0 to 0 for the identity
+        activation: ``"relu"``, ``"leaky_relu"``, ``"gelu"``, ``"silu"`` or a class (must map 0 to 0 for the identity
             start of ``zero_init_residual``).
         dropout: dropout probability inside every residual block.
         attention: ``"additive"`` gates on the skips, or ``"none"``.
@@ -254,7 +254,7 @@ class ResAttUNet(nn.Module):
         blocks_per_level: int | Sequence[int] = 1,
         decoder_blocks_per_level: int = 1,
         norm: NormSpec = "batch",
-        activation: type[nn.Module] = nn.ReLU,
+        activation: ActivationSpec = "relu",
         dropout: float = 0.0,
         attention: AttentionMode = "additive",
         deep_supervision: bool = False,

@@ -152,6 +152,7 @@ def test_bad_input_shape_3d_names_the_pad_target() -> None:
         ({"downsample": "stride"}, "conv, maxpool"),
         ({"upsample": "pixelshuffle"}, "deconv, interp"),
         ({"norm": "layer"}, "batch, instance, group"),
+        ({"activation": "tanh"}, "relu, leaky_relu, gelu, silu"),
         ({"dropout": 1.0}, r"\[0, 1\)"),
     ],
 )
@@ -179,6 +180,12 @@ def test_network_configs_build_through_jsonargparse(config: Path) -> None:
     assert isinstance(net, ResAttUNet)
     size = (2 * net.total_stride,) * net.spatial_dims
     assert net(torch.randn(1, net.in_channels, *size)).shape == (1, net.out_channels, *size)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("leaky_relu", nn.LeakyReLU), ("gelu", nn.GELU), (nn.SiLU, nn.SiLU)])
+def test_activation_by_name_or_class(name: str | type[nn.Module], expected: type[nn.Module]) -> None:
+    net = ResAttUNet(2, 1, 2, (4, 8), activation=name)  # type: ignore[arg-type]
+    assert any(isinstance(m, expected) for m in net.modules())
 
 
 def test_network_configs_exist() -> None:
