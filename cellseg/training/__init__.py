@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its loss, metrics and learning-rate schedule."""

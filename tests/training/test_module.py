@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from cellseg.training.module import CLASS_NAMES, SegmentationModule
+
+Loader = DataLoader[dict[str, torch.Tensor]]
+TINY_NETWORK = {"channels": [8, 16, 32]}
+
+
+def make_trainer(**kwargs: Any) -> L.Trainer:
+    options: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**(options | kwargs))
+
+
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_fast_dev_run_logs_losses_and_overlap(train_loader: Loader, val_loader: Loader, deep_supervision: bool) -> None:
+    module = SegmentationModule(network=TINY_NETWORK | {"deep_supervision": deep_supervision})
+    trainer = make_trainer(fast_dev_run=2)
+    trainer.fit(module, train_loader, val_loader)
+    metrics = trainer.callback_metrics
+    assert {"train/loss", "val/loss", "val/dice", "val/iou"} <= set(metrics)
+    assert all(torch.isfinite(metrics[key]) for key in ("train/loss", "val/loss"))
+    assert 0 <= metrics["val/iou"] <= metrics["val/dice"] <= 1
+
+
+def test_training_finds_the_nuclei(train_loader: Loader, val_loader: Loader) -> None:
+    L.seed_everything(0)
+    module = SegmentationModule(network=TINY_NETWORK, learning_rate=5e-3, warmup_fraction=0.1)
+    trainer = make_trainer(max_epochs=12, check_val_every_n_epoch=12)
+    trainer.fit(module, train_loader, val_loader)
+    assert trainer.callback_metrics["val/dice"] > 0.8
+
+
+def test_checkpoint_loads_without_pickled_code_and_rebuilds_the_network(
+    tmp_path: Path, train_loader: Loader, val_loader: Loader
+) -> None:
+    module = SegmentationModule(network=TINY_NETWORK, patch_size=[64, 64], channel_order=[0])
+    trainer = make_trainer(fast_dev_run=1)
+    trainer.fit(module, train_loader, val_loader)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    assert checkpoint["hyper_parameters"]["network"] == {"out_channels": 3, "channels": [8, 16, 32]}
+    assert checkpoint["hyper_parameters"]["patch_size"] == [64, 64]
+    assert checkpoint["cellseg"]["class_names"] == CLASS_NAMES
+
+    restored = SegmentationModule.load_from_checkpoint(path, weights_only=True, map_location="cpu").eval()
+    image = next(iter(val_loader))["image"]
+    with torch.no_grad():
+        assert torch.equal(restored(image), module.eval()(image))
+
+
+def test_out_channels_must_be_the_number_of_classes() -> None:
+    with pytest.raises(ValueError, match="out_channels must be 3"):
+        SegmentationModule(network={"out_channels": 2})
+
+
+def test_validation_batches_are_not_augmented(val_loader: Loader) -> None:
+    module = SegmentationModule(network=TINY_NETWORK).eval()
+    batch = next(iter(val_loader))
+    prepared = module.on_after_batch_transfer(batch, 0)
+    assert torch.equal(prepared["image"], batch["image"])
+    assert prepared["target"].shape == batch["label"].shape
+    module.train()
+    assert not torch.equal(module.on_after_batch_transfer(batch, 0)["image"], batch["image"])
