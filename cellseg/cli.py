@@ -21,22 +21,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cellseg {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    fit = subcommands.add_parser(
+        "fit",
+        help="train a model on a folder of images and masks (cellseg fit --config configs/demo.yaml)",
+        add_help=False,  # LightningCLI answers --help with every option
+        prefix_chars="\0",  # hand every argument, dashes included, to LightningCLI
+    )
+    fit.add_argument("lightning_arguments", nargs=argparse.REMAINDER)
+
     demo = subcommands.add_parser(
         "demo",
         help="run the whole chain on built-in synthetic data (no download)",
         description="Run cellseg end to end on built-in synthetic data; nothing is downloaded.",
     )
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic image (default: 0)")
+    demo.add_argument("--output", default="data/demo", help="where the synthetic data go (default: data/demo)")
+    demo.add_argument("--runs", default="runs/demo", help="where checkpoints, logs and masks go (default: runs/demo)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default: 0)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cellseg`` with ``argv`` (``sys.argv[1:]`` when ``None``) and return the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command == "fit":
+        from cellseg.training.cli import run_fit
+
+        run_fit(args.lightning_arguments)
+        return 0
     if args.command == "demo":
         from cellseg.demo import run_demo
 
-        run_demo(seed=args.seed)
+        run_demo(output=args.output, runs=args.runs, seed=args.seed)
         return 0
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands first
 

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cellseg.cli import main
+from cellseg.data.synthetic import SyntheticConfig, write_dataset
+from cellseg.training.cli import run_fit
+from cellseg.training.module import SegmentationModule
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("fit_data")
+    write_dataset(folder, 4, SyntheticConfig(shape=(64, 64), n_nuclei=(3, 6)), seed=0, layout="cellpose")
+    return folder
+
+
+def fit_arguments(dataset: Path, runs: Path, *extra: str) -> list[str]:
+    return [
+        "--config", str(CONFIGS / "demo.yaml"),
+        "--data.data_dir", str(dataset), "--data.patch_size", "[32, 32]", "--data.patches_per_epoch", "8",
+        "--data.batch_size", "4", "--data.validation_fraction", "0.25",
+        "--model.network", '{"channels": [4, 8]}',
+        "--trainer.default_root_dir", str(runs), "--trainer.enable_progress_bar", "false",
+        "--trainer.logger", "false", *extra,
+    ]  # fmt: skip
+
+
+def test_fit_from_the_command_line_saves_a_self_describing_checkpoint(dataset: Path, tmp_path: Path) -> None:
+    assert main(["fit", *fit_arguments(dataset, tmp_path, "--trainer.max_epochs", "1")]) == 0
+    best = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    checkpoint = torch.load(best, weights_only=True, map_location="cpu")
+    hyperparameters = checkpoint["hyper_parameters"]
+    assert hyperparameters["patch_size"] == [32, 32]  # linked from the data section
+    assert hyperparameters["network"]["channels"] == [4, 8]
+    assert (tmp_path / "last.ckpt").exists() or (tmp_path / "checkpoints" / "last.ckpt").exists()
+    data_hyperparameters = checkpoint["datamodule_hyper_parameters"]
+    assert data_hyperparameters["in_channels"] == 1  # linked from the network
+    assert data_hyperparameters["size_divisor"] == 2
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["model"]["network"] == {"channels": [4, 8]}
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert len(split["train"]) == 3
+    assert len(split["validation"]) == 1
+    module = SegmentationModule.load_from_checkpoint(best, weights_only=True, map_location="cpu")
+    assert module.network.channels == (4, 8)
+
+
+def test_resume_from_last_continues_the_run(dataset: Path, tmp_path: Path) -> None:
+    first = run_fit(fit_arguments(dataset, tmp_path, "--trainer.max_epochs", "1"))
+    steps_after_one_epoch = first.trainer.global_step
+    resumed = run_fit(fit_arguments(dataset, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    assert resumed.trainer.current_epoch == 2
+    assert resumed.trainer.global_step == 2 * steps_after_one_epoch
+
+
+def test_configs_parse(tmp_path: Path) -> None:
+    for config in ("default.yaml", "demo.yaml"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_fit(["--config", str(CONFIGS / config), "--print_config"])
+        assert exit_info.value.code == 0
