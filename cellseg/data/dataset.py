@@ -98,9 +98,9 @@ class PatchDataset(Dataset[Sample]):
     """Random patches of ``patch_size`` from the samples, centred on a cell with probability ``foreground_ratio``.
 
     Favouring foreground keeps sparse images (a few nuclei in a large field) from training mostly on background.
-    Images smaller than the patch are padded (image by reflection, labels with background). The random draws come
-    from torch's generator, which Lightning's ``seed_everything`` and the DataLoader's worker seeding control, so
-    each epoch and each worker draws new patches and a seeded run repeats.
+    Images smaller than the patch are padded (image by reflection, labels with background). The random draws are
+    seeded from torch's generator (which ``seed_everything`` and the DataLoader's worker seeding control) and the
+    index, so each epoch, worker and DDP process draws new patches and a seeded run repeats.
 
     Args:
         samples: the decoded training images.
@@ -120,25 +120,29 @@ class PatchDataset(Dataset[Sample]):
         self.foreground_ratio = foreground_ratio
         # Larger images hold more cells: draw them in proportion to their area.
         areas = np.array([s.labels.size for s in self.samples], dtype=np.float64)
-        self.image_weights = torch.from_numpy(areas / areas.sum())
+        self.image_weights = areas / areas.sum()
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Sample:
-        sample = self.samples[int(torch.multinomial(self.image_weights, 1))]
+        # The draw mixes torch's generator (new every epoch and worker, repeatable under seed_everything) with the
+        # index: under DDP every process starts from the same seed but the sampler hands each different indices,
+        # so the processes cut different patches instead of the same ones.
+        rng = np.random.default_rng([int(torch.randint(2**31, ())), index])
+        sample = self.samples[int(rng.choice(len(self.samples), p=self.image_weights))]
         image = _pad_to(sample.image, self.patch_size, "reflect")
         labels = _pad_to(sample.labels, self.patch_size, "constant")
         spatial_shape = labels.shape
-        if float(torch.rand(())) < self.foreground_ratio and labels.any():
+        if rng.random() < self.foreground_ratio and labels.any():
             foreground = np.flatnonzero(labels)
-            centre = np.unravel_index(foreground[int(torch.randint(len(foreground), ()))], spatial_shape)
+            centre = np.unravel_index(foreground[rng.integers(len(foreground))], spatial_shape)
             starts = [
                 int(np.clip(c - p // 2, 0, s - p))
                 for c, p, s in zip(centre, self.patch_size, spatial_shape, strict=True)
             ]
         else:
-            starts = [int(torch.randint(s - p + 1, ())) for p, s in zip(self.patch_size, spatial_shape, strict=True)]
+            starts = [int(rng.integers(s - p + 1)) for p, s in zip(self.patch_size, spatial_shape, strict=True)]
         window = tuple(slice(start, start + p) for start, p in zip(starts, self.patch_size, strict=True))
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image[(slice(None), *window)])),

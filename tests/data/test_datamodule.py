@@ -95,3 +95,18 @@ def test_whole_images_are_cropped_to_the_divisor_not_padded() -> None:
     item = WholeImageDataset([sample], size_divisor=16)[0]
     assert item["image"].shape == (2, 48, 64)
     assert item["label"].shape == (1, 48, 64)
+
+
+def test_patches_differ_between_indices_under_the_same_seed() -> None:
+    """What keeps two DDP processes, seeded alike but given different indices, from training on the same patches."""
+    rng = np.random.default_rng(0)
+    sample = LoadedSample("noise", rng.random((1, 128, 128), dtype=np.float32), np.ones((128, 128), dtype=np.int32))
+    patches = PatchDataset([sample], patch_size=[32, 32], length=4)
+    torch.manual_seed(0)
+    first = patches[0]["image"]
+    torch.manual_seed(0)
+    again = patches[0]["image"]
+    torch.manual_seed(0)
+    other_index = patches[1]["image"]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other_index)

@@ -62,7 +62,41 @@ def test_resume_from_last_continues_the_run(dataset: Path, tmp_path: Path) -> No
 
 
 def test_configs_parse(tmp_path: Path) -> None:
-    for config in ("default.yaml", "demo.yaml"):
+    for config in ("default.yaml", "demo.yaml", "demo3d.yaml", "dsb2018.yaml", "usiigaci.yaml"):
         with pytest.raises(SystemExit) as exit_info:
             run_fit(["--config", str(CONFIGS / config), "--print_config"])
         assert exit_info.value.code == 0
+
+
+def test_fit_trains_on_3d_volumes(tmp_path: Path) -> None:
+    """The same pipeline on multi-page TIFF stacks, with anisotropic spacing, through configs/demo3d.yaml."""
+    data = tmp_path / "volumes"
+    write_dataset(data, 3, SyntheticConfig(shape=(16, 32, 32), spacing=(2.0, 1.0, 1.0), n_nuclei=(3, 5)), seed=0)
+    cli = run_fit(
+        [
+            "--config", str(CONFIGS / "demo3d.yaml"), "--data.data_dir", str(data),
+            "--data.patch_size", "[16, 32, 32]", "--data.patches_per_epoch", "4", "--data.validation_fraction", "0.34",
+            "--model.network", '{"spatial_dims": 3, "channels": [4, 8]}',
+            "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.max_epochs", "1",
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        ]
+    )  # fmt: skip
+    assert cli.model.network.spatial_dims == 3
+    assert cli.datamodule.hparams["spatial_dims"] == 3  # linked from the network
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+
+
+def test_fit_runs_distributed_on_two_cpu_processes(dataset: Path, tmp_path: Path) -> None:
+    """Lightning's DDP (gloo, 2 spawned CPU processes): the path a multi-GPU or multi-node run takes."""
+    cli = run_fit(
+        fit_arguments(
+            dataset, tmp_path, "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn",
+        )
+    )  # fmt: skip
+    assert cli.trainer.world_size == 2
+    assert cli.trainer.strategy.cluster_environment is not None
+    assert next((tmp_path / "checkpoints").glob("best-*.ckpt")).exists()
+    checkpoint = torch.load(next((tmp_path / "checkpoints").glob("best-*.ckpt")), weights_only=True)
+    # 8 patches per epoch, batch 4, shared by 2 processes: one step each.
+    assert checkpoint["global_step"] == 1
