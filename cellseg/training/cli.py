@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from cellseg.data.datamodule import CellDataModule
 from cellseg.models import ResAttUNet
+from cellseg.training.curves import LearningCurves
 from cellseg.training.module import SegmentationModule
 
 DEFAULT_CHANNELS: tuple[int, ...] = tuple(inspect.signature(ResAttUNet).parameters["channels"].default)
@@ -54,6 +55,19 @@ class CellsegCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        parser.add_lightning_class_args(LearningCurves, "learning_curves")
+        parser.set_defaults(
+            {
+                "trainer.logger": [
+                    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
+                    {
+                        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                        "init_args": {"save_dir": "runs", "name": "tensorboard"},
+                    },
+                ]
+            }
+        )
+        parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
         parser.link_arguments("data.patch_size", "model.patch_size")
         parser.link_arguments("data.percentiles", "model.percentiles")
         parser.link_arguments("data.channel_order", "model.channel_order")

@@ -53,6 +53,16 @@ def test_fit_from_the_command_line_saves_a_self_describing_checkpoint(dataset: P
     assert module.network.channels == (4, 8)
 
 
+def test_a_run_logs_to_csv_and_tensorboard_and_draws_its_curves(dataset: Path, tmp_path: Path) -> None:
+    arguments = fit_arguments(dataset, tmp_path, "--trainer.max_epochs", "2")
+    arguments.remove("--trainer.logger")
+    arguments.remove("false")
+    run_fit(arguments)
+    assert (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").exists()
+    assert (tmp_path / "lightning_logs" / "version_0" / "learning_curves.png").exists()
+    assert list((tmp_path / "tensorboard").glob("version_0/events.out.tfevents.*"))
+
+
 def test_resume_from_last_continues_the_run(dataset: Path, tmp_path: Path) -> None:
     first = run_fit(fit_arguments(dataset, tmp_path, "--trainer.max_epochs", "1"))
     steps_after_one_epoch = first.trainer.global_step
