@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from monai.transforms.compose import Compose
@@ -140,29 +141,18 @@ def build_transforms(config: AugmentationConfig, spatial_dims: int, device: torc
             device=device,
         )
     )
-    if config.elastic_prob > 0 and spatial_dims == 2:
+    if config.elastic_prob > 0:
+        elastic_options: dict[str, Any] = {
+            "magnitude_range": config.elastic_magnitude,
+            "prob": config.elastic_prob,
+            "mode": modes,
+            "padding_mode": ["reflection", "zeros"],
+            "device": device,
+        }
         spatial.append(
-            Rand2DElasticd(
-                keys,
-                spacing=config.elastic_control_spacing,
-                magnitude_range=config.elastic_magnitude,
-                prob=config.elastic_prob,
-                mode=modes,
-                padding_mode=["reflection", "zeros"],
-                device=device,
-            )
-        )
-    elif config.elastic_prob > 0:
-        spatial.append(
-            Rand3DElasticd(
-                keys,
-                sigma_range=config.elastic_sigma,
-                magnitude_range=config.elastic_magnitude,
-                prob=config.elastic_prob,
-                mode=modes,
-                padding_mode=["reflection", "zeros"],
-                device=device,
-            )
+            Rand2DElasticd(keys, spacing=config.elastic_control_spacing, **elastic_options)
+            if spatial_dims == 2
+            else Rand3DElasticd(keys, sigma_range=config.elastic_sigma, **elastic_options)
         )
     intensity: list[MapTransform] = [
         RandAdjustContrastd(IMAGE_KEY, prob=config.contrast_prob, gamma=config.gamma_range),
