@@ -107,6 +107,7 @@ def measure(system: str, data: Path, patch: int, batch: int, steps: int, workers
     trainer = L.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
+        default_root_dir=tempfile.mkdtemp(prefix="cellseg-throughput-"),  # split.json goes there, not into cwd
     )  # fmt: skip
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
