@@ -156,18 +156,18 @@ class CellDataModule(L.LightningDataModule):
             self.hparams["patches_per_epoch"],
             self.hparams["foreground_ratio"],
         )
-        return self._loader(dataset, self.hparams["batch_size"], shuffle=False)
+        return self._loader(dataset, self.hparams["batch_size"])
 
     def val_dataloader(self) -> DataLoader[Sample]:
         """Whole validation images, one at a time (their sizes differ)."""
-        return self._loader(WholeImageDataset(self.val_samples, self.hparams["size_divisor"]), 1, shuffle=False)
+        return self._loader(WholeImageDataset(self.val_samples, self.hparams["size_divisor"]), 1)
 
-    def _loader(self, dataset: PatchDataset | WholeImageDataset, batch_size: int, shuffle: bool) -> DataLoader[Sample]:
+    def _loader(self, dataset: PatchDataset | WholeImageDataset, batch_size: int) -> DataLoader[Sample]:
+        # No shuffling: patch datasets draw at random already, validation keeps its order.
         workers = self.hparams["num_workers"]
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=False,
