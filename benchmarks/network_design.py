@@ -9,7 +9,7 @@ Two parts, each printing a table and writing JSON under ``benchmarks/results/`` 
   (``../shared/data/dsb2018_train``, or ``--data``), then scored by foreground Dice on a seeded 15% of the images
   held out. Steps, not wall clock, so that other work on the machine cannot skew the comparison; the speed part
   says what a step costs. Resumable case by case: every (variant, seed) is appended to the JSON when done, and a
-  rerun skips the cases already there. ``--case default:0`` runs just one.
+  rerun skips the cases already there. ``--case conv-down:0`` runs just one.
 
 This is a design study with a deliberately small, self-contained pipeline (random crops, flips, Dice + CE); the
 real training pipeline is ``cellseg fit``. Run from the repository root::
@@ -43,12 +43,13 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 STUDY_CHANNELS = (16, 32, 64, 128)
 SPEED_CHANNELS = (32, 64, 128, 256)
 REFERENCE = "monai-AttentionUnet"
+# Each variant changes one choice from the strided-conv baseline (the study that made max-pool the default).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
+    "conv-down": {"downsample": "conv"},
     "maxpool-down": {"downsample": "maxpool"},
-    "interp-up": {"upsample": "interp"},
-    "no-attention": {"attention": "none"},
-    "2-blocks": {"blocks_per_level": 2},
+    "interp-up": {"downsample": "conv", "upsample": "interp"},
+    "no-attention": {"downsample": "conv", "attention": "none"},
+    "2-blocks": {"downsample": "conv", "blocks_per_level": 2},
 }
 PATCH = 128
 BATCH = 8
@@ -243,7 +244,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["speed", "accuracy"], required=True)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="DSB2018 folder (images/, masks/, csv)")
     parser.add_argument("--steps", type=int, default=400, help="training steps per case (accuracy part)")
-    parser.add_argument("--case", help="run one case NETWORK:SEED (accuracy part), e.g. default:0")
+    parser.add_argument("--case", help="run one case NETWORK:SEED (accuracy part), e.g. conv-down:0")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per measurement (speed part)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
