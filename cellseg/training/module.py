@@ -2,8 +2,12 @@
 
 Batches are dictionaries: ``image`` ``(N, C, *S)`` float (normalised) and ``label`` ``(N, 1, *S)`` integer instance
 labels (0 = background; a binary mask is one instance). After the batch reaches the device, the module augments it
-there (``BatchAugmenter``) and derives the 3-class target (background / interior / boundary), so augmentation and
-target both run on the GPU when there is one, and boundaries stay one pixel wide whatever the zoom.
+there (``BatchAugmenter``) and derives the 3-class target (background / interior / boundary) and, with
+``distance_head``, each object's normalised distance to its border, so augmentation and targets both run on the GPU
+when there is one, and boundaries stay one pixel wide whatever the zoom.
+
+The network's output channels are the class logits, then the distance logit: ``probabilities`` turns them into
+``(N, 3 or 4, *S)`` probabilities in the order ``OUTPUT_NAMES``.
 """
 
 from __future__ import annotations
@@ -18,24 +22,28 @@ from monai.losses.dice import DiceCELoss
 from cellseg import __version__
 from cellseg.data.augment import AugmentationConfig, BatchAugmenter
 from cellseg.data.targets import TargetClass
-from cellseg.data.targets_torch import three_class_target_batch
+from cellseg.data.targets_torch import distance_target_batch, three_class_target_batch
 from cellseg.models import ResAttUNet
 from cellseg.training.metrics import ForegroundOverlap
 from cellseg.training.schedule import warmup_cosine_factor
 
 Batch = dict[str, torch.Tensor]
 CLASS_NAMES = [c.name.lower() for c in TargetClass]
+DISTANCE_NAME = "distance"
 
 
 class SegmentationModule(L.LightningModule):
     """Trains a ``ResAttUNet`` on the 3-class target with Dice + cross-entropy, AdamW, warm-up and cosine decay.
 
+    With ``distance_head`` the network has a fourth output, each object's distance to its border scaled to 1 at its
+    centre, trained with binary cross-entropy on the soft target; ``predict`` can seed its watershed from it.
+
     Every argument is plain data and saved with ``save_hyperparameters``, so a checkpoint rebuilds the network and
     knows how to prepare images for it (``load_from_checkpoint(path, weights_only=True)``; no pickled code runs).
 
     Args:
-        network: ``ResAttUNet`` keyword arguments (names for norm and activation); ``out_channels`` is the number of
-            target classes (3) and is filled in when absent.
+        network: ``ResAttUNet`` keyword arguments (names for norm and activation); ``out_channels`` (3 classes, plus
+            1 with ``distance_head``) is filled in when absent.
         learning_rate: AdamW's peak learning rate.
         weight_decay: AdamW's decoupled weight decay, applied to conv weights only (not to norms and biases).
         warmup_fraction: share of the training steps spent warming the learning rate up linearly.
@@ -48,6 +56,8 @@ class SegmentationModule(L.LightningModule):
         patch_size: the training patch size, which ``predict`` uses as its tile size.
         percentiles: the intensity normalisation percentiles the images were prepared with.
         channel_order: the channel selection the images were prepared with.
+        distance_head: also predict the per-object normalised distance map.
+        distance_loss_weight: weight of the distance head's loss against the Dice + cross-entropy of the classes.
     """
 
     def __init__(
@@ -64,12 +74,15 @@ class SegmentationModule(L.LightningModule):
         patch_size: list[int] | None = None,
         percentiles: tuple[float, float] = (1.0, 99.8),
         channel_order: list[int] | None = None,
+        distance_head: bool = False,
+        distance_loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        network_arguments = {"out_channels": len(TargetClass), **(network or {})}
-        if network_arguments["out_channels"] != len(TargetClass):
+        self.output_names = CLASS_NAMES + [DISTANCE_NAME] * distance_head
+        network_arguments = {"out_channels": len(self.output_names), **(network or {})}
+        if network_arguments["out_channels"] != len(self.output_names):
             raise ValueError(
-                f"network.out_channels must be {len(TargetClass)} ({', '.join(CLASS_NAMES)}), "
+                f"network.out_channels must be {len(self.output_names)} ({', '.join(self.output_names)}), "
                 f"got {network_arguments['out_channels']}; leave it out of the config."
             )
         self.save_hyperparameters(ignore=["network"])
@@ -85,19 +98,28 @@ class SegmentationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Write what the checkpoint's outputs mean and which cellseg wrote it, as plain data."""
-        checkpoint["cellseg"] = {"version": __version__, "class_names": CLASS_NAMES}
+        checkpoint["cellseg"] = {"version": __version__, "class_names": CLASS_NAMES, "output_names": self.output_names}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Class logits ``(N, 3, *S)`` for a normalised ``image`` ``(N, C, *S)``."""
+        """Logits ``(N, K, *S)`` for a normalised ``image`` ``(N, C, *S)``: 3 classes, then the distance if any."""
         logits: torch.Tensor = self.network(image)
         return logits
 
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (softmax) and the distance map (sigmoid) from logits, both ``(N, K, *S)``."""
+        classes = logits[:, : len(TargetClass)].softmax(dim=1)
+        return torch.cat([classes, logits[:, len(TargetClass) :].sigmoid()], dim=1)
+
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        """Augment a training batch on its device, then add the 3-class ``target`` ``(N, 1, *S)``."""
+        """Augment a training batch on its device, then add the 3-class ``target`` ``(N, 1, *S)`` (and ``distance``)."""
         image, label = batch["image"], batch["label"]
         if self.augmenter is not None and self.training:  # Lightning puts the module in eval mode to validate
             image, label = self.augmenter(image, label)
-        return {**batch, "image": image, "label": label, "target": three_class_target_batch(label)}
+        targets = {"target": three_class_target_batch(label)}
+        if self.hparams["distance_head"]:
+            targets["distance"] = distance_target_batch(label)
+        return {**batch, "image": image, "label": label, **targets}
 
     def on_train_start(self) -> None:
         """Forget validation counts from the sanity check, so the first epoch's numbers are its own."""
@@ -119,28 +141,51 @@ class SegmentationModule(L.LightningModule):
         self.val_overlap.reset()
 
     def _shared_step(self, batch: Batch, stage: str) -> torch.Tensor:
-        image, target = batch["image"], batch["target"]
+        image, target, distance = batch["image"], batch["target"], batch.get("distance")
         if stage == "train" and self.network.deep_supervision:
             output = self.network.forward_with_aux(image)
             logits = output.logits
-            loss = self.loss_function(logits, target) + self._deep_supervision_loss(output.deep_logits, target)
+            loss = self._loss(logits, target, distance) + self._deep_supervision_loss(
+                output.deep_logits, target, distance
+            )
         else:
             logits = self.network(image)
-            loss = self.loss_function(logits, target)
+            loss = self._loss(logits, target, distance)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", sync_dist=stage != "train", batch_size=len(image))
         if stage != "train":
             foreground = target[:, 0] != TargetClass.BACKGROUND
-            self.val_overlap.update(logits.argmax(dim=1) != TargetClass.BACKGROUND, foreground)
-        return loss  # type: ignore[no-any-return]
+            classes = logits[:, : len(TargetClass)].argmax(dim=1)
+            self.val_overlap.update(classes != TargetClass.BACKGROUND, foreground)
+        return loss
 
-    def _deep_supervision_loss(self, deep_logits: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        """Weighted loss of the coarser heads against the target, nearest-downsampled to each head's grid."""
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor, distance: torch.Tensor | None) -> torch.Tensor:
+        """Dice + cross-entropy of the classes, plus the weighted distance loss when there is a distance head.
+
+        Args:
+            logits: ``(N, K, *S)`` network output.
+            target: ``(N, 1, *S)`` int64 classes.
+            distance: ``(N, 1, *S)`` float normalised distance, or ``None`` without a distance head.
+        """
+        loss: torch.Tensor = self.loss_function(logits[:, : len(TargetClass)], target)
+        if distance is not None:
+            distance_loss = F.binary_cross_entropy_with_logits(logits[:, len(TargetClass) :], distance)
+            loss = loss + self.hparams["distance_loss_weight"] * distance_loss
+        return loss
+
+    def _deep_supervision_loss(
+        self, deep_logits: list[torch.Tensor], target: torch.Tensor, distance: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Weighted loss of the coarser heads against the targets resampled to each head's grid.
+
+        Classes are downsampled by nearest neighbour, the distance map by area averaging.
+        """
         total = torch.zeros((), device=target.device)
         for level, logits in enumerate(deep_logits):
-            coarse_target = F.interpolate(target.float(), size=logits.shape[2:], mode="nearest").long()
-            total = total + self.hparams["deep_supervision_weight"] / 2**level * self.loss_function(
-                logits, coarse_target
-            )
+            size = logits.shape[2:]
+            coarse_target = F.interpolate(target.float(), size=size, mode="nearest").long()
+            coarse_distance = None if distance is None else F.interpolate(distance, size=size, mode="area")
+            weight = self.hparams["deep_supervision_weight"] / 2**level
+            total = total + weight * self._loss(logits, coarse_target, coarse_distance)
         return total
 
     def configure_optimizers(self) -> Any:

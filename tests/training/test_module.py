@@ -26,9 +26,13 @@ def make_trainer(**kwargs: Any) -> L.Trainer:
     return L.Trainer(**(options | kwargs))
 
 
-@pytest.mark.parametrize("deep_supervision", [False, True])
-def test_fast_dev_run_logs_losses_and_overlap(train_loader: Loader, val_loader: Loader, deep_supervision: bool) -> None:
-    module = SegmentationModule(network=TINY_NETWORK | {"deep_supervision": deep_supervision})
+@pytest.mark.parametrize(("deep_supervision", "distance_head"), [(False, False), (True, False), (True, True)])
+def test_fast_dev_run_logs_losses_and_overlap(
+    train_loader: Loader, val_loader: Loader, deep_supervision: bool, distance_head: bool
+) -> None:
+    module = SegmentationModule(
+        network=TINY_NETWORK | {"deep_supervision": deep_supervision}, distance_head=distance_head
+    )
     trainer = make_trainer(fast_dev_run=2)
     trainer.fit(module, train_loader, val_loader)
     metrics = trainer.callback_metrics
@@ -78,3 +82,16 @@ def test_validation_batches_are_not_augmented(val_loader: Loader) -> None:
     assert prepared["target"].shape == batch["label"].shape
     module.train()
     assert not torch.equal(module.on_after_batch_transfer(batch, 0)["image"], batch["image"])
+
+
+def test_distance_head_adds_a_fourth_output_and_its_target(val_loader: Loader) -> None:
+    module = SegmentationModule(network=TINY_NETWORK, distance_head=True).eval()
+    batch = module.on_after_batch_transfer(next(iter(val_loader)), 0)
+    assert batch["distance"].shape == batch["label"].shape
+    assert torch.all((batch["distance"] > 0) == (batch["label"] > 0))
+    with torch.inference_mode():
+        probabilities = module.probabilities(module(batch["image"]))
+    assert probabilities.shape[1] == 4
+    assert module.output_names == [*CLASS_NAMES, "distance"]
+    assert torch.allclose(probabilities[:, :3].sum(dim=1), torch.ones(()))
+    assert torch.all((probabilities[:, 3] >= 0) & (probabilities[:, 3] <= 1))

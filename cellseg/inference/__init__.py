@@ -1,0 +1,1 @@
+"""Inference: from network outputs to instance masks."""

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pytest
+from skimage.draw import disk
+
+from cellseg.data.targets import normalised_distance_map, three_class_target
+from cellseg.evaluation import match_instances
+from cellseg.inference.instances import InstanceConfig, clean_instances, instances_from_probabilities
+
+
+def touching_discs(shape: tuple[int, int] = (48, 64)) -> np.ndarray:
+    """Two discs of radius 12 whose centres are 22 px apart, so they share a border."""
+    labels = np.zeros(shape, dtype=np.int32)
+    labels[disk((24, 20), 12, shape=shape)] = 1
+    labels[disk((24, 42), 12, shape=shape)] = 2
+    return labels
+
+
+def ideal_probabilities(labels: np.ndarray) -> np.ndarray:
+    """What a perfect network would predict for ``labels``: one-hot classes, then the distance map. ``(4, *S)``."""
+    classes = three_class_target(labels)
+    one_hot = np.stack([classes == k for k in range(3)]).astype(np.float32)
+    return np.concatenate([one_hot, normalised_distance_map(labels)[None]])
+
+
+@pytest.mark.parametrize("method", ["boundary", "distance"])
+def test_touching_discs_are_separated(method: Literal["boundary", "distance"]) -> None:
+    truth = touching_discs()
+    probabilities = ideal_probabilities(truth)
+    # A real network blurs: smooth the maps so the seeds must come from the relief, not from exact classes.
+    noisy = probabilities + np.random.default_rng(0).normal(0, 0.05, probabilities.shape).astype(np.float32)
+    labels = instances_from_probabilities(noisy.clip(0, 1), InstanceConfig(method=method))
+    assert labels.max() == 2
+    scores = match_instances(truth, labels)
+    assert scores.at(0.75).tp == 2
+
+
+def test_merged_foreground_without_a_distance_channel_cannot_use_the_distance_method() -> None:
+    probabilities = ideal_probabilities(touching_discs())[:3]
+    with pytest.raises(ValueError, match="distance_head"):
+        instances_from_probabilities(probabilities, InstanceConfig(method="distance"))
+
+
+def test_holes_are_filled_and_small_objects_dropped() -> None:
+    labels = np.zeros((20, 20), dtype=np.int32)
+    labels[2:12, 2:12] = 1
+    labels[5:8, 5:8] = 0  # a hole
+    labels[15:17, 15:17] = 2  # 4 pixels
+    cleaned = clean_instances(labels.copy(), InstanceConfig(min_size=5))
+    assert np.all(cleaned[2:12, 2:12] == 1)
+    assert cleaned.max() == 1
+    kept = clean_instances(labels.copy(), InstanceConfig(min_size=4, fill_holes=False))
+    assert kept.max() == 2
+    assert np.all(kept[5:8, 5:8] == 0)
+
+
+def test_a_hole_holding_another_object_keeps_that_object() -> None:
+    labels = np.zeros((20, 20), dtype=np.int32)
+    labels[2:18, 2:18] = 1
+    labels[6:14, 6:14] = 2  # an object inside a ring
+    cleaned = clean_instances(labels.copy(), InstanceConfig(min_size=1))
+    assert np.array_equal(cleaned, labels)
+
+
+def test_border_objects_are_removed_on_request_and_labels_renumbered() -> None:
+    labels = np.zeros((20, 20), dtype=np.int32)
+    labels[0:5, 0:5] = 3  # touches the border
+    labels[8:14, 8:14] = 7
+    assert set(np.unique(clean_instances(labels.copy(), InstanceConfig(min_size=1)))) == {0, 1, 2}
+    inner = clean_instances(labels.copy(), InstanceConfig(min_size=1, remove_border=True))
+    assert set(np.unique(inner)) == {0, 1}
+    assert np.all(inner[8:14, 8:14] == 1)
+
+
+@pytest.mark.parametrize("method", ["boundary", "distance"])
+def test_touching_balls_are_separated_in_3d(method: Literal["boundary", "distance"]) -> None:
+    shape = (20, 32, 48)
+    grid = np.indices(shape)
+    truth = np.zeros(shape, dtype=np.int32)
+    for label, centre_x in ((1, 14), (2, 32)):
+        truth[((grid - np.array([10, 16, centre_x])[:, None, None, None]) ** 2).sum(axis=0) <= 9.5**2] = label
+    labels = instances_from_probabilities(ideal_probabilities(truth), InstanceConfig(method=method))
+    assert labels.shape == shape
+    assert match_instances(truth, labels).at(0.75).tp == 2
