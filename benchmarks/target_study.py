@@ -12,7 +12,8 @@ with each seeding method and seed threshold of ``cellseg.inference.instances``, 
 per image (mean) and pooled over all objects, for all images and for fluorescence alone (``metadata.csv``).
 
 Resumable case by case: each case is appended to ``benchmarks/results/target_study.json`` when done and skipped on a
-rerun; ``--case distance:1`` runs one. Run from the repository root::
+rerun; ``--case distance:1`` runs one; ``--rescore`` scores the trained cases again after a change to the
+post-processing. Run from the repository root::
 
     .venv/bin/python benchmarks/target_study.py --steps 400
     .venv/bin/python benchmarks/target_study.py --table      # print the table of what is there
@@ -65,9 +66,14 @@ def train(target: str, seed: int, steps: int, data: Path) -> tuple[Path, float]:
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    versions = sorted((run / "lightning_logs").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
-    return versions[-1] / "checkpoints" / "last.ckpt", seconds
+    return last_checkpoint(target, seed), time.perf_counter() - start
+
+
+def last_checkpoint(target: str, seed: int) -> Path:
+    """The last checkpoint of the newest run of a case."""
+    logs = RUNS / f"{target}-{seed}" / "lightning_logs"
+    versions = sorted(logs.glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
+    return versions[-1] / "checkpoints" / "last.ckpt"
 
 
 def whole_image_probabilities(module: SegmentationModule, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -187,6 +193,14 @@ def spread(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {(max(values) - min(values)) / 2:.3f}"
 
 
+def save(records: list[dict[str, Any]]) -> None:
+    """Write the results JSON atomically."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    temporary = RESULTS.with_suffix(".tmp")
+    temporary.write_text(json.dumps(records, indent=1))
+    temporary.replace(RESULTS)
+
+
 def main() -> None:
     """Run the cases missing from the results, then print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,9 +208,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="training steps per case")
     parser.add_argument("--case", help="run one case, e.g. distance:1")
     parser.add_argument("--table", action="store_true", help="only print the table of the results so far")
+    parser.add_argument("--rescore", action="store_true", help="score the trained cases again (new post-processing)")
     arguments = parser.parse_args()
     records: list[dict[str, Any]] = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    if not arguments.table:
+    if arguments.rescore:
+        for record in records:
+            print(f"scoring {record['target']}:{record['seed']} again ...", flush=True)
+            checkpoint = last_checkpoint(record["target"], record["seed"])
+            record["summary"] = summarise(evaluate(checkpoint, Path(record["data"]), record["target"]))
+            save(records)
+    elif not arguments.table:
         if not arguments.data.is_dir():
             sys.exit(f"{arguments.data}: no such folder; give the DSB2018 training data with --data.")
         cases = [(target, seed) for seed in SEEDS for target in TARGETS]
@@ -208,10 +229,7 @@ def main() -> None:
                 continue
             print(f"training and scoring {target}:{seed} ({arguments.steps} steps) ...", flush=True)
             records.append(run_case(target, seed, arguments.steps, arguments.data))
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            temporary = RESULTS.with_suffix(".tmp")
-            temporary.write_text(json.dumps(records, indent=1))
-            temporary.replace(RESULTS)
+            save(records)
     print_table([r for r in records if r["steps"] == arguments.steps])
 
 

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from cellseg import __version__
+from cellseg.inference.cli import add_export_parser, add_predict_parser, run_export, run_predict
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prefix_chars="\0",  # hand every argument, dashes included, to LightningCLI
     )
     fit.add_argument("lightning_arguments", nargs=argparse.REMAINDER)
+
+    add_predict_parser(subcommands)
+    add_export_parser(subcommands)
 
     demo = subcommands.add_parser(
         "demo",
@@ -48,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_fit(args.lightning_arguments)
         return 0
+    if args.command == "predict":
+        return run_predict(args)
+    if args.command == "export":
+        return run_export(args)
     if args.command == "demo":
         from cellseg.demo import run_demo
 

@@ -9,7 +9,8 @@ with one marker per cell:
 * ``method="distance"``: markers are the regions where the predicted distance exceeds ``seed_threshold`` (cell
   centres); the flooding follows the distance.
 
-In both, the cells' extent is where the background probability is below ``1 - foreground_threshold``. Then holes are
+In both, the cells' extent is where the background probability is below ``1 - foreground_threshold``; a piece of
+that extent the flooding does not reach (a cell without a seed) becomes an object of its own. Then holes are
 filled per object, objects under ``min_size`` pixels dropped and, optionally, objects touching the image border.
 Works for 2D ``(H, W)`` and 3D ``(D, H, W)`` alike.
 """
@@ -29,6 +30,9 @@ from cellseg.data.targets import TargetClass
 SeedMethod = Literal["boundary", "distance"]
 Labels = npt.NDArray[np.int32]
 DISTANCE_CHANNEL = len(TargetClass)
+# Seed thresholds by method, the best of each on DSB2018's validation split (benchmarks/target_study.py: boundary
+# seeds peaked at 0.3-0.4 of the grid 0.3-0.7, distance seeds at 0.6 of 0.2-0.6).
+DEFAULT_SEED_THRESHOLDS: dict[str, float] = {"boundary": 0.4, "distance": 0.6}
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class InstanceConfig:
 
     method: SeedMethod = "boundary"
     foreground_threshold: float = 0.5
-    seed_threshold: float = 0.5
+    seed_threshold: float = 0.4
     min_seed_size: int = 8
     min_size: int = 16
     fill_holes: bool = True
@@ -92,6 +96,8 @@ def instances_from_probabilities(probabilities: npt.NDArray[np.floating], config
     relief = probabilities[TargetClass.INTERIOR if config.method == "boundary" else DISTANCE_CHANNEL]
     seeds = _seeds(cells & (relief > config.seed_threshold), config.min_seed_size)
     labels: Labels = watershed(-relief, seeds, mask=cells).astype(np.int32)
+    unseeded, _ = ndimage.label(cells & (labels == 0))
+    labels[unseeded > 0] = unseeded[unseeded > 0] + labels.max()
     return clean_instances(labels, config)
 
 

@@ -56,7 +56,8 @@ class SegmentationModule(L.LightningModule):
         patch_size: the training patch size, which ``predict`` uses as its tile size.
         percentiles: the intensity normalisation percentiles the images were prepared with.
         channel_order: the channel selection the images were prepared with.
-        distance_head: also predict the per-object normalised distance map.
+        distance_head: also predict the per-object normalised distance map. On by default: as a second target it
+            raised instance F1@0.5 on DSB2018 validation images from 0.462 to 0.501 (``benchmarks/target_study.py``).
         distance_loss_weight: weight of the distance head's loss against the Dice + cross-entropy of the classes.
     """
 
@@ -74,7 +75,7 @@ class SegmentationModule(L.LightningModule):
         patch_size: list[int] | None = None,
         percentiles: tuple[float, float] = (1.0, 99.8),
         channel_order: list[int] | None = None,
-        distance_head: bool = False,
+        distance_head: bool = True,
         distance_loss_weight: float = 1.0,
     ) -> None:
         super().__init__()

@@ -85,3 +85,15 @@ def test_touching_balls_are_separated_in_3d(method: Literal["boundary", "distanc
     labels = instances_from_probabilities(ideal_probabilities(truth), InstanceConfig(method=method))
     assert labels.shape == shape
     assert match_instances(truth, labels).at(0.75).tp == 2
+
+
+def test_a_cell_without_a_seed_is_kept_as_its_own_object() -> None:
+    truth = np.zeros((48, 80), dtype=np.int32)
+    truth[disk((24, 16), 10)] = 1
+    truth[disk((24, 56), 10)] = 2  # apart from cell 1
+    probabilities = ideal_probabilities(truth)
+    probabilities[1][truth == 2] = 0.3  # cell 2's interior too faint to seed it
+    probabilities[2][truth == 2] = 0.7
+    labels = instances_from_probabilities(probabilities, InstanceConfig())
+    assert labels.max() == 2
+    assert match_instances(truth, labels).at(0.5).tp == 2

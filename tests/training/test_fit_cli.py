@@ -10,6 +10,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from cellseg.cli import main
 from cellseg.data.synthetic import SyntheticConfig, write_dataset
+from cellseg.inference.model import load_model
 from cellseg.training.cli import run_fit
 from cellseg.training.module import SegmentationModule
 
@@ -52,6 +53,9 @@ def test_fit_from_the_command_line_saves_a_self_describing_checkpoint(dataset: P
     assert len(split["validation"]) == 1
     module = SegmentationModule.load_from_checkpoint(best, weights_only=True, map_location="cpu")
     assert module.network.channels == (4, 8)
+    loaded = load_model(best)  # what cellseg predict does
+    assert loaded.tile_size == (32, 32)
+    assert loaded.output_names == ["background", "interior", "boundary", "distance"]
 
 
 def test_a_run_logs_to_csv_and_tensorboard_and_draws_its_curves(dataset: Path, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def test_checkpoint_loads_without_pickled_code_and_rebuilds_the_network(
     trainer.save_checkpoint(path)
 
     checkpoint = torch.load(path, weights_only=True, map_location="cpu")
-    assert checkpoint["hyper_parameters"]["network"] == {"out_channels": 3, "channels": [8, 16, 32]}
+    assert checkpoint["hyper_parameters"]["network"] == {"out_channels": 4, "channels": [8, 16, 32]}
     assert checkpoint["hyper_parameters"]["patch_size"] == [64, 64]
     assert checkpoint["cellseg"]["class_names"] == CLASS_NAMES
 
@@ -70,7 +70,7 @@ def test_checkpoint_loads_without_pickled_code_and_rebuilds_the_network(
 
 
 def test_out_channels_must_be_the_number_of_classes() -> None:
-    with pytest.raises(ValueError, match="out_channels must be 3"):
+    with pytest.raises(ValueError, match="out_channels must be 4"):
         SegmentationModule(network={"out_channels": 2})
 
 

@@ -1,0 +1,149 @@
+"""Probability maps of whole images of any size: MONAI's sliding window with Gaussian blending, and optional TTA.
+
+Tiles are the training patch size by default, batched (``batch_size`` tiles per forward pass), and blended with a
+Gaussian weight so tile edges, where a convolution sees padding, count little: the result has no seams. Test-time
+augmentation averages the probabilities over flips and 90-degree rotations of every tile batch, so it costs compute
+but no memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from monai.inferers.utils import sliding_window_inference
+
+from cellseg.inference.model import LoadedModel
+
+Transform = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """How an image is cut into tiles for the network.
+
+    Attributes:
+        tile_size: tile sides in pixels, multiples of the network's stride; ``None`` takes the model's patch size.
+        overlap: fraction of a tile shared with its neighbour along each axis, in ``[0, 1)``.
+        batch_size: tiles per forward pass.
+        tta: average over flips and 90-degree rotations (8 views in 2D; the 4 in-plane flips in 3D).
+        precision: ``"32"``, or ``"bf16"``/``"16"`` autocast (on a GPU; ignored on the CPU).
+    """
+
+    tile_size: tuple[int, ...] | None = None
+    overlap: float = 0.25
+    batch_size: int = 4
+    tta: bool = False
+    precision: str = "32"
+
+
+def tile_size_for(model: LoadedModel, config: TileConfig) -> tuple[int, ...]:
+    """The tile size to use, checked against the network's stride.
+
+    Raises:
+        ValueError: a side is not a multiple of the stride, or the number of sides is not the model's dimension.
+    """
+    tile = tuple(config.tile_size or model.tile_size)
+    if len(tile) != model.spatial_dims or any(side % model.stride or side <= 0 for side in tile):
+        raise ValueError(
+            f"tile size {list(tile)} does not fit this {model.spatial_dims}D model: give {model.spatial_dims} sides, "
+            f"each a positive multiple of {model.stride}."
+        )
+    return tile
+
+
+def dihedral_transforms(spatial_dims: int) -> list[Transform]:
+    """(forward, inverse) pairs over the last ``spatial_dims`` axes of ``(N, C, *S)`` tensors.
+
+    2D: the 8 symmetries of the square (4 rotations, each with and without a flip); 3D: flips of the two in-plane
+    axes (anisotropic stacks forbid rotations into the z axis).
+    """
+    height_axis, width_axis = spatial_dims, spatial_dims + 1  # the last two axes of (N, C, *S)
+    transforms: list[Transform] = []
+    if spatial_dims == 2:
+        for turns, flip in itertools.product(range(4), (False, True)):
+            transforms.append(_rotate_flip(turns, flip, height_axis, width_axis))
+    else:
+        for flip_height, flip_width in itertools.product((False, True), repeat=2):
+            axes = [axis for axis, flip in ((height_axis, flip_height), (width_axis, flip_width)) if flip]
+            transforms.append(_flip(axes))
+    return transforms
+
+
+def _flip(axes: list[int]) -> Transform:
+    def forward(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.flip(axes) if axes else tensor
+
+    return forward, forward  # a flip is its own inverse
+
+
+def _rotate_flip(turns: int, flip: bool, height_axis: int, width_axis: int) -> Transform:
+    def forward(tensor: torch.Tensor) -> torch.Tensor:
+        rotated = torch.rot90(tensor, turns, dims=(height_axis, width_axis))
+        return rotated.flip(width_axis) if flip else rotated
+
+    def inverse(tensor: torch.Tensor) -> torch.Tensor:
+        unflipped = tensor.flip(width_axis) if flip else tensor
+        return torch.rot90(unflipped, -turns, dims=(height_axis, width_axis))
+
+    return forward, inverse
+
+
+def tile_predictor(model: LoadedModel, config: TileConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function from a tile batch ``(B, C, *T)`` to probabilities ``(B, K, *T)``, with TTA and autocast."""
+    module = model.module
+    transforms = dihedral_transforms(model.spatial_dims) if config.tta else [_flip([])]
+    device_type = next(module.parameters()).device.type
+    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(config.precision)
+    autocast = (
+        torch.autocast(device_type, dtype=dtype) if dtype is not None and device_type == "cuda" else nullcontext()
+    )
+
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        with autocast:
+            for forward, inverse in transforms:
+                probabilities = inverse(module.probabilities(module(forward(tiles))).float())
+                total = probabilities if total is None else total + probabilities
+        assert total is not None
+        return total / len(transforms)
+
+    return predict
+
+
+def predict_probabilities(
+    model: LoadedModel, image: npt.NDArray[np.float32], config: TileConfig
+) -> npt.NDArray[np.float32]:
+    """Probabilities of a prepared image, tiled and blended.
+
+    Args:
+        model: the loaded model (its device is where the tiles run).
+        image: normalised ``(C, *S)`` float32 with ``C == model.in_channels``.
+        config: tiles, overlap, TTA, precision.
+
+    Returns:
+        ``(K, *S)`` float32 probabilities, in the order of ``model.output_names``.
+    """
+    device = next(model.module.parameters()).device
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
+    if device.type == "cuda" and model.spatial_dims == 2:
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        probabilities = sliding_window_inference(
+            tensor,
+            roi_size=tile_size_for(model, config),
+            sw_batch_size=config.batch_size,
+            predictor=tile_predictor(model, config),
+            overlap=config.overlap,
+            mode="gaussian",
+            padding_mode="replicate",
+            device=device,  # blend where the tiles are: a block's output fits a GPU, and no copy per tile batch
+        )
+    assert isinstance(probabilities, torch.Tensor)
+    result: npt.NDArray[np.float32] = probabilities[0].cpu().numpy()
+    return result

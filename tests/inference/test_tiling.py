@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers.utils import sliding_window_inference
+
+from cellseg.data.intensity import percentile_normalise
+from cellseg.data.synthetic import SyntheticConfig, generate_sample
+from cellseg.evaluation import match_instances
+from cellseg.inference.instances import InstanceConfig
+from cellseg.inference.model import LoadedModel, load_model
+from cellseg.inference.segment import BlockConfig, block_boxes, segment_image
+from cellseg.inference.tiling import (
+    TileConfig,
+    dihedral_transforms,
+    predict_probabilities,
+    tile_predictor,
+    tile_size_for,
+)
+
+
+@pytest.fixture(scope="module")
+def model(distance_checkpoint: Path) -> LoadedModel:
+    return load_model(distance_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    sample = generate_sample(SyntheticConfig(shape=(256, 256)), 5)
+    return percentile_normalise(sample.image[None]).astype(np.float32)
+
+
+def test_tiled_prediction_matches_the_whole_image_pass_without_seams(model: LoadedModel, image: np.ndarray) -> None:
+    whole = predict_probabilities(model, image, TileConfig(tile_size=(256, 256)))
+    tiled = predict_probabilities(model, image, TileConfig(tile_size=(64, 64), overlap=0.5))
+    difference = np.abs(whole - tiled).max(axis=0)
+    assert difference.mean() < 0.002
+    # A seam is a line of large differences where tiles meet; abutting tiles without blending show them (their
+    # worst column differs by about 0.09 on average), the blended tiles must not.
+    with torch.inference_mode():
+        abutting = sliding_window_inference(
+            torch.from_numpy(image)[None], (64, 64), 4, tile_predictor(model, TileConfig()), overlap=0.0
+        )
+    assert isinstance(abutting, torch.Tensor)
+    abutting_difference = np.abs(whole - abutting[0].numpy()).max(axis=0)
+    for axis in (0, 1):
+        assert difference.mean(axis=axis).max() < 0.01
+        assert abutting_difference.mean(axis=axis).max() > 0.03
+    whole_labels = segment_image(model, image, TileConfig(tile_size=(256, 256)))
+    tiled_labels = segment_image(model, image, TileConfig(tile_size=(64, 64), overlap=0.5))
+    assert match_instances(whole_labels.labels, tiled_labels.labels).at(0.5).f1 > 0.95
+
+
+def test_blocks_give_the_same_cells_as_one_pass(model: LoadedModel, image: np.ndarray) -> None:
+    for method in ("boundary", "distance"):
+        instances = InstanceConfig(method=method)
+        one = segment_image(model, image, instances=instances)
+        blocked = segment_image(model, image, instances=instances, blocks=BlockConfig(block_size=96, margin=32))
+        assert one.blocks == 1
+        assert blocked.blocks == 9
+        assert match_instances(one.labels, blocked.labels).at(0.5).f1 > 0.95
+        assert np.array_equal(np.unique(blocked.labels), np.arange(blocked.count + 1))
+        assert blocked.areas.tolist() == np.bincount(blocked.labels.ravel())[1:].tolist()
+
+
+def test_block_cores_tile_the_image_exactly() -> None:
+    shape = (250, 130)
+    covered = np.zeros(shape, dtype=int)
+    for core, extended in block_boxes(shape, BlockConfig(block_size=100, margin=16)):
+        covered[core] += 1
+        for c, e, size in zip(core, extended, shape, strict=True):
+            assert e.start == max(c.start - 16, 0)
+            assert e.stop == min(c.stop + 16, size)
+    assert np.all(covered == 1)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_every_test_time_transform_is_undone_by_its_inverse(spatial_dims: int) -> None:
+    tensor = torch.arange(2 * 3 * 4 * 4 * (4 if spatial_dims == 3 else 1), dtype=torch.float32)
+    tensor = (
+        tensor.reshape(2, 3, *([4] * (spatial_dims - 2)), 4, 4) if spatial_dims == 3 else tensor.reshape(2, 3, 4, 4)
+    )
+    transforms = dihedral_transforms(spatial_dims)
+    assert len(transforms) == (8 if spatial_dims == 2 else 4)
+    views = {tuple(forward(tensor).flatten().tolist()) for forward, _ in transforms}
+    assert len(views) == len(transforms)  # all different
+    for forward, inverse in transforms:
+        assert torch.equal(inverse(forward(tensor)), tensor)
+
+
+def test_tta_probabilities_stay_probabilities_and_agree_with_plain(model: LoadedModel, image: np.ndarray) -> None:
+    plain = predict_probabilities(model, image[:, :128, :128], TileConfig())
+    augmented = predict_probabilities(model, image[:, :128, :128], TileConfig(tta=True))
+    assert np.allclose(augmented[:3].sum(axis=0), 1.0, atol=1e-5)
+    assert np.abs(plain - augmented).mean() < 0.05
+
+
+def test_tile_sizes_must_fit_the_network(model: LoadedModel) -> None:
+    assert tile_size_for(model, TileConfig()) == (64, 64)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        tile_size_for(model, TileConfig(tile_size=(62, 64)))
+    with pytest.raises(ValueError, match="give 2 sides"):
+        tile_size_for(model, TileConfig(tile_size=(64, 64, 64)))
+
+
+def test_a_cell_wider_than_the_margin_is_kept_and_counted_as_cut() -> None:
+    from cellseg.inference.segment import _objects_owned_by_block
+
+    block_labels = np.zeros((40, 40), dtype=np.int32)
+    block_labels[5:15, 5:15] = 1  # small, centred in the core
+    block_labels[20:40, 10:30] = 2  # centred in the core, runs into the margin's far edge
+    block_labels[36:40, 0:4] = 3  # centred in the margin: the neighbour's
+    core, extended = (slice(0, 32), slice(0, 32)), (slice(0, 40), slice(0, 40))
+    owned, cut = _objects_owned_by_block(block_labels, core, extended, shape=(100, 100))
+    assert np.array_equal(np.unique(owned), [0, 1, 2])
+    assert cut == 1
