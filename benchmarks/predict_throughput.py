@@ -384,6 +384,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="a trained cellseg checkpoint instead of random weights")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON results file")
     parser.add_argument("--force", action="store_true", help="remeasure cases already in the results")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="systems to measure")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: "system:size", measured in this process
     parser.add_argument("--sample", type=Path, help=argparse.SUPPRESS)  # internal: the uint16 field, .npy
     arguments = parser.parse_args()
@@ -421,7 +422,7 @@ def main() -> None:
 
         records: list[dict[str, Any]] = json.loads(results.read_text()) if results.exists() else []
         for side in arguments.sizes:
-            for system in SYSTEMS:
+            for system in arguments.systems:
                 if system == NAIVE and side > arguments.naive_max:
                     continue
                 done = [r for r in records if same_settings(r) and r["system"] == system and r["size"] == side]
