@@ -32,7 +32,7 @@ class TileConfig:
         overlap: fraction of a tile shared with its neighbour along each axis, in ``[0, 1)``.
         batch_size: tiles per forward pass.
         tta: average over flips and 90-degree rotations (8 views in 2D; the 4 in-plane flips in 3D).
-        precision: ``"32"``, or ``"bf16"``/``"16"`` autocast (on a GPU; ignored on the CPU).
+        precision: ``"32"``, ``"bf16"`` autocast (GPU or CPU) or ``"16"`` autocast (GPU; ignored on the CPU).
     """
 
     tile_size: tuple[int, ...] | None = None
@@ -100,16 +100,17 @@ def tile_predictor(model: LoadedModel, config: TileConfig) -> Callable[[torch.Te
     transforms = dihedral_transforms(model.spatial_dims) if config.tta else [_flip([])]
     device_type = next(module.parameters()).device.type
     dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(config.precision)
-    autocast = (
-        torch.autocast(device_type, dtype=dtype) if dtype is not None and device_type == "cuda" else nullcontext()
-    )
+    # bf16 autocast also runs on the CPU (fast where the CPU has bf16 instructions); fp16 only on a GPU.
+    use_autocast = dtype is torch.bfloat16 or (dtype is torch.float16 and device_type == "cuda")
+    autocast = torch.autocast(device_type, dtype=dtype) if use_autocast else nullcontext()
 
     def predict(tiles: torch.Tensor) -> torch.Tensor:
         total: torch.Tensor | None = None
-        with autocast:
-            for forward, inverse in transforms:
-                probabilities = inverse(module.probabilities(module(forward(tiles))).float())
-                total = probabilities if total is None else total + probabilities
+        for forward, inverse in transforms:
+            with autocast:
+                logits = module(forward(tiles))
+            probabilities = inverse(module.probabilities(logits.float()))  # softmax in float32, sums to 1
+            total = probabilities if total is None else total + probabilities
         assert total is not None
         return total / len(transforms)
 

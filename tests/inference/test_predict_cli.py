@@ -19,7 +19,7 @@ from skimage.draw import disk
 from cellseg.cli import main
 from cellseg.data.synthetic import SyntheticConfig, generate_sample
 from cellseg.data.targets import normalised_distance_map
-from cellseg.evaluation import match_instances
+from cellseg.evaluation.matching import match_instances
 from cellseg.inference.model import file_sha256
 from cellseg.io import read_mask
 from tests.io.test_geojson import _filled as filled
@@ -200,3 +200,26 @@ def test_two_processes_share_the_files_and_predict_each_once(checkpoint: Path, t
     assert sorted(row["name"] for row in table) == [f"image_{index}" for index in range(5)]
     assert all(row["status"] == "ok" for row in table)
     assert len(list(output.glob("*_masks.tif"))) == 5
+
+
+@pytest.mark.gpu
+def test_predict_on_every_visible_gpu_shares_the_files(checkpoint: Path, tmp_path: Path) -> None:
+    """``--devices`` over all visible GPUs (1 on a one-GPU machine: the single-device path) with bf16."""
+    import torch
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(5):
+        tifffile.imwrite(images / f"image_{index}.tif", nuclei(index, (64, 64))[0])
+    output = tmp_path / "out"
+    devices = torch.cuda.device_count()
+    strategy = ["--strategy", "ddp_spawn"] if devices > 1 else []
+    code = predict(
+        checkpoint, str(images), "--output", str(output), "--accelerator", "gpu", "--devices", str(devices),
+        "--precision", "bf16", *strategy,
+    )  # fmt: skip
+    assert code == 0
+    with (output / "predictions.csv").open() as stream:
+        table = list(csv.DictReader(stream))
+    assert sorted(row["name"] for row in table) == [f"image_{index}" for index in range(5)]
+    assert all(row["status"] == "ok" for row in table)

@@ -9,7 +9,7 @@ from monai.inferers.utils import sliding_window_inference
 
 from cellseg.data.intensity import percentile_normalise
 from cellseg.data.synthetic import SyntheticConfig, generate_sample
-from cellseg.evaluation import match_instances
+from cellseg.evaluation.matching import match_instances
 from cellseg.inference.instances import InstanceConfig
 from cellseg.inference.model import LoadedModel, load_model
 from cellseg.inference.segment import BlockConfig, block_boxes, segment_image
@@ -117,3 +117,29 @@ def test_a_cell_wider_than_the_margin_is_kept_and_counted_as_cut() -> None:
     owned, cut = _objects_owned_by_block(block_labels, core, extended, shape=(100, 100))
     assert np.array_equal(np.unique(owned), [0, 1, 2])
     assert cut == 1
+
+
+def test_bf16_autocast_on_the_cpu_stays_close_to_float32(model: LoadedModel, image: np.ndarray) -> None:
+    crop = image[:, :128, :128]
+    full = predict_probabilities(model, crop, TileConfig())
+    half = predict_probabilities(model, crop, TileConfig(precision="bf16"))
+    assert half.dtype == np.float32
+    assert not np.array_equal(full, half)  # autocast did run in bf16
+    assert np.abs(full - half).mean() < 0.02
+    assert np.allclose(half[:3].sum(axis=0), 1.0, atol=1e-4)
+    # fp16 autocast is GPU-only: on the CPU it is the float32 pass.
+    assert np.array_equal(full, predict_probabilities(model, crop, TileConfig(precision="16")))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["32", "bf16", "16"])
+def test_gpu_prediction_matches_the_cpu(distance_checkpoint: Path, image: np.ndarray, precision: str) -> None:
+    """On CUDA (channels-last, autocast, blending on the device), the same probabilities and cells as the CPU."""
+    cpu = load_model(distance_checkpoint)
+    gpu = load_model(distance_checkpoint, device="cuda")
+    reference = predict_probabilities(cpu, image, TileConfig())
+    probabilities = predict_probabilities(gpu, image, TileConfig(precision=precision))
+    tolerance = 1e-3 if precision == "32" else 0.02
+    assert np.abs(reference - probabilities).mean() < tolerance
+    cells = segment_image(gpu, image, TileConfig(precision=precision)).labels
+    assert match_instances(segment_image(cpu, image).labels, cells).at(0.5).f1 > 0.95
