@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from cellseg.data.intensity import convert_channels, percentile_normalise
-from cellseg.evaluation import IOU_THRESHOLDS, MatchCounts, match_instances
+from cellseg.evaluation.matching import IOU_THRESHOLDS, MatchCounts, match_instances
 from cellseg.inference.instances import InstanceConfig, instances_from_probabilities
 from cellseg.io import discover_pairs, read_image, read_mask
 from cellseg.training.module import SegmentationModule

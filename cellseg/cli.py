@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from cellseg import __version__
+from cellseg.evaluation.cli import add_evaluate_parser, run_evaluate
 from cellseg.inference.cli import add_export_parser, add_predict_parser, run_export, run_predict
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("lightning_arguments", nargs=argparse.REMAINDER)
 
     add_predict_parser(subcommands)
+    add_evaluate_parser(subcommands)
     add_export_parser(subcommands)
 
     demo = subcommands.add_parser(
@@ -54,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "predict":
         return run_predict(args)
+    if args.command == "evaluate":
+        return run_evaluate(args)
     if args.command == "export":
         return run_export(args)
     if args.command == "demo":

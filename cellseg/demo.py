@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cellseg.data.synthetic import SyntheticConfig, write_dataset
-from cellseg.evaluation import MatchCounts, match_instances
+from cellseg.evaluation.matching import MatchCounts, match_instances
 from cellseg.inference.inputs import InputImage
 from cellseg.inference.model import load_model
 from cellseg.inference.run import OutputOptions, PredictOptions, run_predictions

@@ -1,45 +1,9 @@
-"""Evaluation of segmentations: instance matching, and scores as pure functions of counts."""
+"""Evaluation of segmentations.
 
-from cellseg.evaluation.counts import (
-    dice_from_counts,
-    dsb_score,
-    f1_score,
-    iou_from_counts,
-    mean_matched_iou,
-    panoptic_quality,
-    precision,
-    recall,
-)
-from cellseg.evaluation.matching import (
-    IOU_THRESHOLDS,
-    InstanceScores,
-    LabelImage,
-    MatchCounts,
-    Overlap,
-    as_instances,
-    iou_matrix,
-    match,
-    match_instances,
-    overlap_counts,
-)
+- ``counts``: scores as pure functions of counts (precision, recall, F1, DSB score, PQ, Dice, IoU);
+- ``matching``: instance matching of a predicted label image to the true one (``match_instances``);
+- ``pairing``, ``scoring``, ``summary``, ``plots``, ``cli``: the ``cellseg evaluate`` command over folders.
 
-__all__ = [
-    "IOU_THRESHOLDS",
-    "InstanceScores",
-    "LabelImage",
-    "MatchCounts",
-    "Overlap",
-    "as_instances",
-    "dice_from_counts",
-    "dsb_score",
-    "f1_score",
-    "iou_from_counts",
-    "iou_matrix",
-    "match",
-    "match_instances",
-    "mean_matched_iou",
-    "overlap_counts",
-    "panoptic_quality",
-    "precision",
-    "recall",
-]
+Nothing is imported here, so that ``cellseg --help`` (which builds the ``evaluate`` parser) does not load SciPy:
+import from the modules, e.g. ``from cellseg.evaluation.matching import match_instances``.
+"""

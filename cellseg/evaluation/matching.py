@@ -258,6 +258,9 @@ class InstanceScores:
         iou: foreground IoU.
         n_true: true objects.
         n_predicted: predicted objects.
+        foreground_intersection: pixels in the foreground of both (for Dice/IoU pooled over images).
+        foreground_true: true foreground pixels.
+        foreground_predicted: predicted foreground pixels.
     """
 
     counts: list[MatchCounts]
@@ -267,6 +270,9 @@ class InstanceScores:
     iou: float
     n_true: int
     n_predicted: int
+    foreground_intersection: int = 0
+    foreground_true: int = 0
+    foreground_predicted: int = 0
 
     def at(self, threshold: float) -> MatchCounts:
         """The counts at ``threshold``.
@@ -331,6 +337,9 @@ def match_instances(
         iou=counts.iou_from_counts(foreground_intersection, foreground_predicted, foreground_true),
         n_true=n_true,
         n_predicted=n_predicted,
+        foreground_intersection=foreground_intersection,
+        foreground_true=foreground_true,
+        foreground_predicted=foreground_predicted,
     )
 
 

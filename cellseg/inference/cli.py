@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cellseg.inference.run import OutputOptions, PredictOptions
 
 
 def add_predict_parser(subcommands: Any) -> None:
@@ -22,8 +25,23 @@ def add_predict_parser(subcommands: Any) -> None:
     inputs = parser.add_argument_group("input")
     inputs.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or quoted glob patterns")
     inputs.add_argument("--recursive", action="store_true", help="also search the folders' sub-folders")
+    add_model_arguments(parser, required=True)
+    output = parser.add_argument_group("output")
+    output.add_argument("--output", required=True, type=Path, help="output folder (nothing is written elsewhere)")
+    output.add_argument("--format", choices=["tif", "png", "nii"], default="tif", help="mask format (default: tif)")
+    output.add_argument("--mask-suffix", default="_masks", help="mask name suffix (default: _masks)")
+    output.add_argument("--save-probabilities", action="store_true", help="foreground probability, float16 TIFF")
+    output.add_argument("--save-outlines", action="store_true", help="PNG of the contours over the image")
+    output.add_argument("--save-rois", action="store_true", help="ImageJ/Fiji ROI set (.zip)")
+    output.add_argument("--save-geojson", action="store_true", help="QuPath-compatible polygons (.geojson)")
+    output.add_argument("--overwrite", action="store_true", help="redo images whose mask is already there")
+    add_hardware_arguments(parser)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """Add the model, tiling and instance options of a prediction (shared by ``predict`` and ``evaluate``)."""
     model = parser.add_argument_group("model and tiling")
-    model.add_argument("--model", required=True, type=Path, help="checkpoint written by cellseg fit (.ckpt)")
+    model.add_argument("--model", required=required, type=Path, help="checkpoint written by cellseg fit (.ckpt)")
     model.add_argument("--tile-size", type=int, nargs="+", help="tile sides in pixels (default: the training patch)")
     model.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default: 0.25)")
     model.add_argument("--tile-batch", type=int, default=4, help="tiles per forward pass (default: 4)")
@@ -38,21 +56,21 @@ def add_predict_parser(subcommands: Any) -> None:
     instances.add_argument("--min-size", type=int, default=16, help="drop objects with fewer pixels (default: 16)")
     instances.add_argument("--no-fill-holes", action="store_true", help="keep holes inside objects")
     instances.add_argument("--remove-border", action="store_true", help="drop objects touching the image border")
-    output = parser.add_argument_group("output")
-    output.add_argument("--output", required=True, type=Path, help="output folder (nothing is written elsewhere)")
-    output.add_argument("--format", choices=["tif", "png", "nii"], default="tif", help="mask format (default: tif)")
-    output.add_argument("--mask-suffix", default="_masks", help="mask name suffix (default: _masks)")
-    output.add_argument("--save-probabilities", action="store_true", help="foreground probability, float16 TIFF")
-    output.add_argument("--save-outlines", action="store_true", help="PNG of the contours over the image")
-    output.add_argument("--save-rois", action="store_true", help="ImageJ/Fiji ROI set (.zip)")
-    output.add_argument("--save-geojson", action="store_true", help="QuPath-compatible polygons (.geojson)")
-    output.add_argument("--overwrite", action="store_true", help="redo images whose mask is already there")
+
+
+def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the device, precision and loader options of a prediction (shared by ``predict`` and ``evaluate``)."""
     hardware = parser.add_argument_group("hardware")
     hardware.add_argument("--accelerator", default="auto", help="auto, cpu or gpu (default: auto)")
     hardware.add_argument("--devices", default="1", help="devices; more than 1 runs DDP (default: 1)")
     hardware.add_argument("--num-nodes", type=int, default=1, help="machines for multi-node DDP (default: 1)")
     hardware.add_argument("--strategy", default="auto", help="Lightning strategy (default: auto)")
-    hardware.add_argument("--precision", choices=["32", "bf16", "16"], default="32", help="autocast on a GPU")
+    hardware.add_argument(
+        "--precision",
+        choices=["32", "bf16", "16"],
+        default="32",
+        help="32 (default), bf16 autocast (GPU, or a CPU with bf16 support) or 16 autocast (GPU only)",
+    )
     hardware.add_argument("--workers", type=int, default=1, help="processes reading ahead (default: 1)")
     hardware.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -72,11 +90,8 @@ def add_export_parser(subcommands: Any) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``cellseg predict``; return 0, or 1 when an input or an image failed."""
     from cellseg.inference.inputs import collect_inputs
-    from cellseg.inference.instances import DEFAULT_SEED_THRESHOLDS, InstanceConfig, SeedMethod
     from cellseg.inference.model import CheckpointError, load_model
-    from cellseg.inference.run import OutputOptions, PredictOptions, run_predictions
-    from cellseg.inference.segment import BlockConfig
-    from cellseg.inference.tiling import TileConfig
+    from cellseg.inference.run import OutputOptions, run_predictions
 
     try:
         model = load_model(args.model)
@@ -94,27 +109,14 @@ def run_predict(args: argparse.Namespace) -> int:
     if not selection.images:
         print("cellseg predict: no images to predict.", file=sys.stderr)
         return 1
-    method: SeedMethod = args.seeds or "boundary"  # measured best, with or without a distance head
-    options = PredictOptions(
-        output=args.output,
-        tiles=TileConfig(
-            tile_size=tuple(args.tile_size) if args.tile_size else None, overlap=args.overlap,
-            batch_size=args.tile_batch, tta=args.tta, precision=args.precision,
-        ),
-        instances=InstanceConfig(
-            method=method,
-            foreground_threshold=args.foreground_threshold,
-            seed_threshold=args.seed_threshold if args.seed_threshold is not None else DEFAULT_SEED_THRESHOLDS[method],
-            min_size=args.min_size, fill_holes=not args.no_fill_holes, remove_border=args.remove_border,
-        ),
-        blocks=BlockConfig(block_size=args.block_size),
-        outputs=OutputOptions(
+    options = predict_options(
+        args,
+        args.output,
+        OutputOptions(
             fmt=args.format, mask_suffix=args.mask_suffix, probabilities=args.save_probabilities,
             outlines=args.save_outlines, rois=args.save_rois, geojson=args.save_geojson,
         ),
-        overwrite=args.overwrite, workers=args.workers, accelerator=args.accelerator,
-        devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
-        strategy=args.strategy, progress=not args.no_progress,
+        overwrite=args.overwrite,
     )  # fmt: skip
     summary = run_predictions(model, selection.images, options)
     if not summary.results:  # not the first process of a distributed run: that one reports
@@ -127,6 +129,34 @@ def run_predict(args: argparse.Namespace) -> int:
     for failed in summary.failed:
         print(f"  failed: {failed.error}", file=sys.stderr)
     return 1 if summary.failed or selection.missing or selection.unsupported else 0
+
+
+def predict_options(args: argparse.Namespace, output: Path, outputs: OutputOptions, overwrite: bool) -> PredictOptions:
+    """The ``PredictOptions`` of parsed model, instance and hardware arguments, writing ``outputs`` to ``output``."""
+    from cellseg.inference.instances import DEFAULT_SEED_THRESHOLDS, InstanceConfig, SeedMethod
+    from cellseg.inference.run import PredictOptions
+    from cellseg.inference.segment import BlockConfig
+    from cellseg.inference.tiling import TileConfig
+
+    method: SeedMethod = args.seeds or "boundary"  # measured best, with or without a distance head
+    return PredictOptions(
+        output=output,
+        tiles=TileConfig(
+            tile_size=tuple(args.tile_size) if args.tile_size else None, overlap=args.overlap,
+            batch_size=args.tile_batch, tta=args.tta, precision=args.precision,
+        ),
+        instances=InstanceConfig(
+            method=method,
+            foreground_threshold=args.foreground_threshold,
+            seed_threshold=args.seed_threshold if args.seed_threshold is not None else DEFAULT_SEED_THRESHOLDS[method],
+            min_size=args.min_size, fill_holes=not args.no_fill_holes, remove_border=args.remove_border,
+        ),
+        blocks=BlockConfig(block_size=args.block_size),
+        outputs=outputs,
+        overwrite=overwrite, workers=args.workers, accelerator=args.accelerator,
+        devices=int(args.devices) if args.devices.isdigit() else args.devices, num_nodes=args.num_nodes,
+        strategy=args.strategy, progress=not args.no_progress,
+    )  # fmt: skip
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cellseg.evaluation import (
+from cellseg.evaluation.counts import (
     dice_from_counts,
     dsb_score,
     f1_score,

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from monai.metrics.meandice import DiceMetric
 from monai.metrics.meaniou import MeanIoU
 
-from cellseg.evaluation import (
+from cellseg.evaluation.matching import (
     IOU_THRESHOLDS,
     InstanceScores,
     MatchCounts,

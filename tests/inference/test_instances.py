@@ -7,7 +7,7 @@ import pytest
 from skimage.draw import disk
 
 from cellseg.data.targets import normalised_distance_map, three_class_target
-from cellseg.evaluation import match_instances
+from cellseg.evaluation.matching import match_instances
 from cellseg.inference.instances import InstanceConfig, clean_instances, instances_from_probabilities
 
 
