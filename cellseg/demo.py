@@ -4,24 +4,22 @@
    held-out test images under ``OUTPUT/test`` (StarDist layout, TIFF).
 2. Trains with ``cellseg fit --config configs/demo.yaml`` (Lightning, MONAI augmentation).
 3. Predicts the held-out images with the best checkpoint through ``cellseg predict``'s pipeline (label masks,
-   contour overlays, ``predictions.csv``), and prints each image's foreground Dice and instance F1 at IoU 0.5
-   against the truth (``cellseg.evaluation``).
-
-``cellseg evaluate`` and ``cellseg review`` take over the scoring and add the browser report as they land.
+   contour overlays, ``predictions.csv``).
+4. Scores them with ``cellseg evaluate`` (per-image CSV, summary JSON, plots) and prints its table.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from cellseg.data.synthetic import SyntheticConfig, write_dataset
-from cellseg.evaluation.matching import MatchCounts, match_instances
 from cellseg.inference.inputs import InputImage
 from cellseg.inference.model import load_model
 from cellseg.inference.run import OutputOptions, PredictOptions, run_predictions
-from cellseg.io import discover_pairs, read_mask
+from cellseg.io import discover_pairs
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 TRAIN_IMAGES = 24
@@ -40,14 +38,15 @@ def write_demo_data(output: Path, seed: int) -> tuple[Path, Path]:
 
 def run_demo(output: str | Path = "data/demo", runs: str | Path = "runs/demo", seed: int = 0) -> float:
     """Run the demo; print where everything went and the Dice reached. Returns the pooled test Dice."""
+    from cellseg.cli import main
     from cellseg.training.cli import run_fit
 
     start = time.perf_counter()
     output, runs = Path(output), Path(runs)
-    print(f"[1/3] synthetic nuclei: {TRAIN_IMAGES} training and {TEST_IMAGES} test images -> {output}")
+    print(f"[1/4] synthetic nuclei: {TRAIN_IMAGES} training and {TEST_IMAGES} test images -> {output}")
     train, test = write_demo_data(output, seed)
 
-    print(f"[2/3] training with {DEMO_CONFIG} -> {runs}")
+    print(f"[2/4] training with {DEMO_CONFIG} -> {runs}")
     cli = run_fit(
         [
             "--config", str(DEMO_CONFIG), "--data.data_dir", str(train),
@@ -59,25 +58,19 @@ def run_demo(output: str | Path = "data/demo", runs: str | Path = "runs/demo", s
     model = load_model(best)
 
     predictions = runs / "predictions"
-    print(f"[3/3] cellseg predict with {best} -> {predictions}")
+    print(f"[3/4] cellseg predict with {best} -> {predictions}")
     pairs = discover_pairs(test).pairs
     images = [InputImage(pair.image, pair.name) for pair in pairs]
     options = PredictOptions(output=predictions, outputs=OutputOptions(outlines=True), workers=0, progress=False)
     run_predictions(model, images, replace(options, overwrite=True))
-    intersection_total = size_total = 0
-    pooled: MatchCounts | None = None
-    for pair in pairs:
-        labels = read_mask(predictions / f"{pair.name}_masks.tif")
-        truth = read_mask(pair.mask)
-        scores = match_instances(truth, labels)
-        pooled = scores.at(0.5) if pooled is None else pooled + scores.at(0.5)
-        intersection_total += int(((labels > 0) & (truth > 0)).sum())
-        size_total += int((labels > 0).sum() + (truth > 0).sum())
-        print(f"  {pair.name}: Dice {scores.dice:.3f}, F1@0.5 {scores.at(0.5).f1:.3f}, "
-              f"{scores.n_predicted} cells found, {scores.n_true} true")  # fmt: skip
-    dice = 2 * intersection_total / max(size_total, 1)
-    f1 = pooled.f1 if pooled is not None else float("nan")
-    print(f"Test Dice (pooled over {TEST_IMAGES} images): {dice:.3f}; instance F1@0.5 (pooled): {f1:.3f}; "
-          f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
-    print(f"Checkpoints and logs: {runs}; masks, outlines and predictions.csv: {predictions}; data: {output}")
+    evaluation = runs / "evaluation"
+    print(f"[4/4] cellseg evaluate {predictions} against {test / 'masks'} -> {evaluation}")
+    evaluate = ["evaluate", "--pred", str(predictions), "--gt", str(test), "--output", str(evaluation)]
+    main([*evaluate, "--overwrite", "--no-progress"])
+    pooled = json.loads((evaluation / "summary.json").read_text())["aggregates"]["all"]["pooled"]
+    dice = float(pooled["dice"])
+    print(f"Test Dice (pooled over {TEST_IMAGES} images): {dice:.3f}; instance F1@0.5 (pooled): "
+          f"{pooled['by_threshold']['0.50']['f1']:.3f}; in {time.perf_counter() - start:.0f} s")  # fmt: skip
+    print(f"Checkpoints and logs: {runs}; masks, outlines and predictions.csv: {predictions}; scores and plots: "
+          f"{evaluation}; data: {output}")  # fmt: skip
     return dice

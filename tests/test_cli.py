@@ -29,6 +29,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "fit" in out
     assert "demo" in out
+    assert "evaluate" in out
 
 
 @pytest.mark.slow
@@ -37,3 +38,5 @@ def test_demo_trains_and_reaches_its_dice_on_held_out_images(tmp_path: Path) -> 
     dice = run_demo(output=tmp_path / "data", runs=tmp_path / "runs", seed=0)
     assert dice >= 0.90
     assert len(list((tmp_path / "runs" / "predictions").glob("*_masks.tif"))) == 8
+    evaluation = tmp_path / "runs" / "evaluation"
+    assert {"per_image.csv", "summary.json", "scores_by_threshold.png"} <= {p.name for p in evaluation.iterdir()}

@@ -255,7 +255,7 @@ def _print_report(
 
     print(
         f"cellseg evaluate: {len(evaluations)} images scored ({len(document['skipped'])} skipped) in "
-        f"{document['seconds']:.1f} s; {document['predictions']} against {document['ground_truth']}"
+        f"{document['seconds']:.2f} s; {document['predictions']} against {document['ground_truth']}"
     )
     for kind, title in (("mean", "mean over images"), ("pooled", "pooled over objects")):
         print(f"\n{title}:")
