@@ -10,7 +10,7 @@ TORCH_CPU ?= torch==2.13.0
 TORCH_GPU ?= torch
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo clean
+.PHONY: install test lint typecheck unit demo browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: lint typecheck unit
 
 demo: install
 	$(BIN)/cellseg demo
+
+# Debian's Chromium for the review report's browser test (needs root and apt; the test skips without it).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+	else echo "make browser: install Chromium (e.g. apt-get install chromium) to run the browser test"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from cellseg import __version__
 from cellseg.evaluation.cli import add_evaluate_parser, run_evaluate
 from cellseg.inference.cli import add_export_parser, add_predict_parser, run_export, run_predict
+from cellseg.review.cli import add_review_parser, run_review
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_predict_parser(subcommands)
     add_evaluate_parser(subcommands)
+    add_review_parser(subcommands)
     add_export_parser(subcommands)
 
     demo = subcommands.add_parser(
@@ -58,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_predict(args)
     if args.command == "evaluate":
         return run_evaluate(args)
+    if args.command == "review":
+        return run_review(args)
     if args.command == "export":
         return run_export(args)
     if args.command == "demo":

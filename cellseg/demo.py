@@ -6,6 +6,8 @@
 3. Predicts the held-out images with the best checkpoint through ``cellseg predict``'s pipeline (label masks,
    contour overlays, ``predictions.csv``).
 4. Scores them with ``cellseg evaluate`` (per-image CSV, summary JSON, plots) and prints its table.
+5. Writes the ``cellseg review`` report of the predictions (with the ground truth and the training run) to open in a
+   browser.
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ def run_demo(output: str | Path = "data/demo", runs: str | Path = "runs/demo", s
 
     start = time.perf_counter()
     output, runs = Path(output), Path(runs)
-    print(f"[1/4] synthetic nuclei: {TRAIN_IMAGES} training and {TEST_IMAGES} test images -> {output}")
+    print(f"[1/5] synthetic nuclei: {TRAIN_IMAGES} training and {TEST_IMAGES} test images -> {output}")
     train, test = write_demo_data(output, seed)
 
-    print(f"[2/4] training with {DEMO_CONFIG} -> {runs}")
+    print(f"[2/5] training with {DEMO_CONFIG} -> {runs}")
     cli = run_fit(
         [
             "--config", str(DEMO_CONFIG), "--data.data_dir", str(train),
@@ -58,19 +60,24 @@ def run_demo(output: str | Path = "data/demo", runs: str | Path = "runs/demo", s
     model = load_model(best)
 
     predictions = runs / "predictions"
-    print(f"[3/4] cellseg predict with {best} -> {predictions}")
+    print(f"[3/5] cellseg predict with {best} -> {predictions}")
     pairs = discover_pairs(test).pairs
     images = [InputImage(pair.image, pair.name) for pair in pairs]
     options = PredictOptions(output=predictions, outputs=OutputOptions(outlines=True), workers=0, progress=False)
     run_predictions(model, images, replace(options, overwrite=True))
     evaluation = runs / "evaluation"
-    print(f"[4/4] cellseg evaluate {predictions} against {test / 'masks'} -> {evaluation}")
+    print(f"[4/5] cellseg evaluate {predictions} against {test / 'masks'} -> {evaluation}")
     evaluate = ["evaluate", "--pred", str(predictions), "--gt", str(test), "--output", str(evaluation)]
     main([*evaluate, "--overwrite", "--no-progress"])
     pooled = json.loads((evaluation / "summary.json").read_text())["aggregates"]["all"]["pooled"]
     dice = float(pooled["dice"])
+    report = runs / "review"
+    print(f"[5/5] cellseg review {predictions} -> {report}")
+    run_folder = best.parent.parent  # lightning_logs/version_N: learning curves, split, validation overlays
+    review = ["review", str(predictions), "--gt", str(test), "--run", str(run_folder), "--output", str(report)]
+    main([*review, "--overwrite"])
     print(f"Test Dice (pooled over {TEST_IMAGES} images): {dice:.3f}; instance F1@0.5 (pooled): "
           f"{pooled['by_threshold']['0.50']['f1']:.3f}; in {time.perf_counter() - start:.0f} s")  # fmt: skip
     print(f"Checkpoints and logs: {runs}; masks, outlines and predictions.csv: {predictions}; scores and plots: "
-          f"{evaluation}; data: {output}")  # fmt: skip
+          f"{evaluation}; review report: {report / 'index.html'}; data: {output}")  # fmt: skip
     return dice

@@ -40,3 +40,4 @@ def test_demo_trains_and_reaches_its_dice_on_held_out_images(tmp_path: Path) -> 
     assert len(list((tmp_path / "runs" / "predictions").glob("*_masks.tif"))) == 8
     evaluation = tmp_path / "runs" / "evaluation"
     assert {"per_image.csv", "summary.json", "scores_by_threshold.png"} <= {p.name for p in evaluation.iterdir()}
+    assert (tmp_path / "runs" / "review" / "index.html").is_file()

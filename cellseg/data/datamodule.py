@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -57,6 +60,10 @@ class CellDataModule(L.LightningDataModule):
     cannot be used are skipped with a one-line warning each (listed in ``skipped``). The split is written to
     ``split.json`` in the run's log folder.
 
+    With ``exclude`` (a ``review.csv`` exported by ``cellseg review``), images decided ``reject`` or ``needs-fix``
+    are left out of training and validation; ``split.json`` lists them under ``excluded`` and the ``needs-fix``
+    ones, with their files, under ``to_reannotate``.
+
     Args:
         data_dir: the data set folder.
         spatial_dims: 2 or 3.
@@ -73,6 +80,7 @@ class CellDataModule(L.LightningDataModule):
         validation_names: explicit validation images (by name), instead of a random share.
         size_divisor: validation images are cropped to a multiple of this (the network's total stride or more).
         num_workers: DataLoader worker processes.
+        exclude: a ``review.csv``; its ``reject`` and ``needs-fix`` images are not used.
     """
 
     def __init__(
@@ -92,6 +100,7 @@ class CellDataModule(L.LightningDataModule):
         validation_names: list[str] | None = None,
         size_divisor: int = 32,
         num_workers: int = 2,
+        exclude: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -102,6 +111,7 @@ class CellDataModule(L.LightningDataModule):
         self.train_samples: list[LoadedSample] = []
         self.val_samples: list[LoadedSample] = []
         self.skipped: list[str] = []
+        self.excluded: list[dict[str, str]] = []
 
     def setup(self, stage: str | None = None) -> None:
         """Discover, split, decode and cache the data set (once)."""
@@ -112,8 +122,9 @@ class CellDataModule(L.LightningDataModule):
             self.skipped.append(f"{path}: no mask found; it is not used for training")
         for path in discovery.masks_without_image:
             self.skipped.append(f"{path}: mask without an image; it is not used")
+        pairs = self._leave_out_excluded(discovery.pairs)
         samples, unusable = load_pairs(
-            discovery.pairs,
+            pairs,
             self.hparams["spatial_dims"],
             self.hparams["in_channels"],
             self.hparams["channel_order"],
@@ -121,13 +132,53 @@ class CellDataModule(L.LightningDataModule):
         )
         self.skipped.extend(unusable)
         names = [s.name for s in samples]
+        validation_names = self.hparams["validation_names"]
+        if validation_names is not None:  # an excluded image cannot validate either
+            left_out = {entry["name"] for entry in self.excluded}
+            validation_names = [name for name in validation_names if name not in left_out]
         train_names, val_names = split_names(
-            names, self.hparams["validation_fraction"], self.hparams["split_seed"], self.hparams["validation_names"]
+            names, self.hparams["validation_fraction"], self.hparams["split_seed"], validation_names
         )
         by_name = {s.name: s for s in samples}
         self.train_samples = [by_name[n] for n in train_names]
         self.val_samples = [by_name[n] for n in val_names]
         self._write_split(discovery.pairs, train_names, val_names)
+
+    def _leave_out_excluded(self, pairs: Sequence[ImagePair]) -> list[ImagePair]:
+        """``pairs`` less the images that the ``exclude`` file decides ``reject`` or ``needs-fix``.
+
+        Those are kept in ``excluded``; one line on stderr says how many, and a warning how many of the file's
+        names are not in the data.
+        """
+        if not self.hparams["exclude"]:
+            return list(pairs)
+        from cellseg.review.decisions import EXCLUDED_FROM_TRAINING, read_decisions
+
+        path = Path(self.hparams["exclude"])
+        decisions = read_decisions(path)
+        by_name = {pair.name: pair for pair in pairs}
+        unknown = [name for name in decisions if name not in by_name]
+        if unknown:
+            warnings.warn(
+                f"{path}: {len(unknown)} decided images are not in {self.data_dir} (e.g. {unknown[0]!r}); "
+                "they are ignored",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.excluded = [
+            {"name": name, "decision": decision.decision, "note": decision.note}
+            for name, decision in decisions.items()
+            if name in by_name and decision.decision in EXCLUDED_FROM_TRAINING
+        ]
+        left_out = {entry["name"] for entry in self.excluded}
+        rejected = sum(entry["decision"] == "reject" for entry in self.excluded)
+        if self.trainer is None or self.trainer.is_global_zero:  # one line per run, not per DDP process
+            print(
+                f"cellseg fit: left out {len(self.excluded)} of {len(pairs)} images decided in {path} "
+                f"({rejected} reject, {len(self.excluded) - rejected} needs-fix)",
+                file=sys.stderr,
+            )
+        return [pair for pair in pairs if pair.name not in left_out]
 
     def _write_split(self, pairs: Sequence[ImagePair], train_names: list[str], val_names: list[str]) -> None:
         """Write ``split.json`` (train, validation, skipped) atomically into the run's log folder, if there is one."""
@@ -136,13 +187,22 @@ class CellDataModule(L.LightningDataModule):
         if folder is None or (trainer is not None and not trainer.is_global_zero):
             return
         os.makedirs(folder, exist_ok=True)
-        record = {
+        record: dict[str, Any] = {
             "data_dir": str(self.data_dir.resolve()),
             "train": train_names,
             "validation": val_names,
             "skipped": self.skipped,
             "pairs": len(pairs),
         }
+        if self.hparams["exclude"]:
+            by_name = {pair.name: pair for pair in pairs}
+            record["exclude"] = str(Path(self.hparams["exclude"]).resolve())
+            record["excluded"] = self.excluded
+            record["to_reannotate"] = [
+                {**entry, "image": str(by_name[entry["name"]].image), "mask": str(by_name[entry["name"]].mask)}
+                for entry in self.excluded
+                if entry["decision"] == "needs-fix"
+            ]
         path = Path(folder) / SPLIT_FILE
         temporary = path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(record, indent=1))
