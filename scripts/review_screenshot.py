@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,18 +33,9 @@ from cellseg.cli import main as cellseg_main
 from cellseg.data.synthetic import SyntheticConfig, generate_sample
 from cellseg.io.atomic import atomic_output
 from cellseg.io.writers import write_labels, write_probability
+from cellseg.review.headless import CHROMIUM_ARGS, chromium_path
 
 IMAGES = 24
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--hide-scrollbars",
-]
 CSV_COLUMNS = (
     "image", "name", "status", "objects", "mean_area", "median_area", "mean_confidence", "border_objects",
     "cut_objects", "seconds", "error",
@@ -120,7 +110,7 @@ def write_run(root: Path, seed: int = 0) -> tuple[Path, Path, Path]:
 
 def chromium() -> str:
     """Debian's Chromium, or exit saying how to get it."""
-    found = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
+    found = chromium_path()
     if found is None:
         sys.exit("review_screenshot.py: no Chromium at /usr/bin/chromium or on the PATH; apt-get install chromium")
     return found
@@ -145,7 +135,7 @@ def take_screenshots(index_html: Path, output: Path) -> None:
         page.wait_for_selector("#detail", state="visible")
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium(), args=[*CHROMIUM_ARGS, "--hide-scrollbars"])
         page = browser.new_page(viewport={"width": 1400, "height": 900}, color_scheme="light")
         errors: list[str] = []
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,27 +28,12 @@ except ImportError:  # pragma: no cover - depends on the environment
         allow_module_level=True,
     )
 
+from cellseg.review.headless import CHROMIUM_ARGS, chromium_path
 from cellseg.review.page import write_page
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 SENTINEL = "window.alert = () => { window.__xss = true; }; window.confirm = window.prompt = window.alert;"
 VISIBLE_ROW_IDS = """rows => rows.filter(row => row.offsetParent !== null).map(row => row.getAttribute("data-id"))"""
-
-
-def chromium_path() -> str | None:
-    """Debian's Chromium: ``/usr/bin/chromium``, else whatever ``chromium`` is on the PATH."""
-    if Path("/usr/bin/chromium").is_file():
-        return "/usr/bin/chromium"
-    return shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +42,7 @@ def browser() -> Iterator[Browser]:
     if executable is None:
         pytest.skip("no Chromium found at /usr/bin/chromium or on the PATH (apt-get install chromium)")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
         yield launched
         launched.close()
 
