@@ -1,0 +1,178 @@
+"""The accuracy benchmark's split (grouped, stratified by modality, deterministic) and its classical pipeline."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cellseg.evaluation.matching import match_instances
+from cellseg.evaluation.scoring import ImageEvaluation
+from cellseg.evaluation.summary import summarise
+
+# Imported by name at run time: benchmarks/ has no __init__.py, so mypy checks the script as the top-level module
+# ``accuracy`` and a static ``import benchmarks.accuracy`` would make it see the same file under two names.
+accuracy = importlib.import_module("benchmarks.accuracy")
+SPLITS: Path = accuracy.SPLITS
+ImageInfo = accuracy.ImageInfo
+SplitMismatchError = accuracy.SplitMismatchError
+dsb_split = accuracy.dsb_split
+ensure_split = accuracy.ensure_split
+max_time = accuracy.max_time
+planned_steps = accuracy.planned_steps
+table_rows = accuracy.table_rows
+markdown_table = accuracy.markdown_table
+otsu_watershed = accuracy.otsu_watershed
+read_metadata = accuracy.read_metadata
+usiigaci_split = accuracy.usiigaci_split
+write_split = accuracy.write_split
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def synthetic_metadata() -> list[Any]:
+    """Fluorescence in five groups, stained and brightfield in one group each (as in DSB2018)."""
+    sizes = {
+        ("fluorescence", 256, 256): 60,
+        ("fluorescence", 360, 360): 20,
+        ("fluorescence", 520, 696): 15,
+        ("fluorescence", 512, 640): 6,
+        ("fluorescence", 603, 1272): 3,
+        ("stained", 256, 320): 30,
+        ("brightfield", 1024, 1024): 8,
+    }
+    return [
+        ImageInfo(f"{modality}-{height}-{index:03d}", height, width, modality)
+        for (modality, height, width), count in sizes.items()
+        for index in range(count)
+    ]
+
+
+def test_split_keeps_groups_whole_and_validates_at_least_15_percent_of_each_modality() -> None:
+    images = synthetic_metadata()
+    split = dsb_split(images, seed=3)
+    validation = set(split["validation"])
+    assert validation.isdisjoint(split["train"])
+    assert sorted([*split["train"], *split["validation"]]) == sorted(image.name for image in images)
+    for modality in ("fluorescence", "stained", "brightfield"):
+        members = [image for image in images if image.modality == modality]
+        chosen = sum(image.name in validation for image in members)
+        assert math.ceil(0.15 * len(members)) <= chosen <= max(math.floor(0.30 * len(members)), chosen)
+    # only the single-group modalities are split by image; every other group lies on one side
+    assert sorted(split["split_by_image"]) == ["1024x1024 brightfield", "256x320 stained"]
+    for group in {image.group for image in images} - set(split["split_by_image"]):
+        sides = {image.name in validation for image in images if image.group == group}
+        assert len(sides) == 1, group
+    assert len(validation) >= 0.15 * len(images)
+    assert all(entry["validation"] in (0, entry["images"]) or entry["group"] in split["split_by_image"]
+               for entry in split["groups"])  # fmt: skip
+
+
+def test_split_is_deterministic_and_seeded() -> None:
+    images = synthetic_metadata()
+    assert dsb_split(images, seed=5) == dsb_split(list(reversed(images)), seed=5)
+    assert any(dsb_split(images, seed=5)["validation"] != dsb_split(images, seed=s)["validation"] for s in range(6, 9))
+    phase = [ImageInfo(f"set{i}", 1022, 1024, "phase contrast") for i in range(1, 46)]
+    assert len(usiigaci_split(phase)["validation"]) == 5
+    assert usiigaci_split(phase) == usiigaci_split(phase)
+
+
+def test_split_file_is_rewritten_identically_and_a_different_one_stops(tmp_path: Path) -> None:
+    split = dsb_split(synthetic_metadata(), seed=0)
+    path = tmp_path / "splits" / "dsb2018.json"
+    write_split(split, path)
+    written = path.read_text()
+    write_split(split, path)
+    assert path.read_text() == written
+    with pytest.raises(SplitMismatchError, match="another split"):
+        write_split(dsb_split(synthetic_metadata(), seed=1), path)
+
+
+def disc_image(centres: list[tuple[int, int]], radius: int, invert: bool = False) -> np.ndarray:
+    rows, columns = np.mgrid[:96, :128]
+    truth = np.zeros((96, 128), dtype=np.int32)
+    for label, (row, column) in enumerate(centres, start=1):
+        inside = (rows - row) ** 2 + (columns - column) ** 2 <= radius**2
+        truth[inside & (truth == 0)] = label
+    noise = np.random.default_rng(0).normal(0, 5, truth.shape)
+    image = np.where(truth > 0, 180.0, 40.0) + noise
+    if invert:
+        image = 255.0 - image
+    return np.stack([image.astype(np.float32), truth.astype(np.float32)])
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_otsu_watershed_separates_two_touching_discs(invert: bool) -> None:
+    stacked = disc_image([(48, 50), (48, 76)], radius=14, invert=invert)  # centres 26 px apart: they overlap
+    image, truth = stacked[:1], stacked[1].astype(np.int32)
+    labels = otsu_watershed(image)
+    assert labels.max() == 2
+    scores = match_instances(truth, labels)
+    assert scores.at(0.75).tp == 2
+    rgb = np.repeat(image, 3, axis=0)  # luma of a gray RGB image is the gray image
+    assert match_instances(truth, otsu_watershed(rgb)).at(0.75).tp == 2
+
+
+def test_otsu_watershed_of_a_flat_image_is_empty() -> None:
+    assert otsu_watershed(np.full((1, 32, 32), 7, dtype=np.uint8)).max() == 0
+
+
+def test_planned_steps_pay_for_the_validation_passes_they_reach() -> None:
+    # 40 batches between validations of 30 s at 1 s a batch: 70 steps (one validation) fill 100 s exactly
+    assert planned_steps(100, 1.0, 30.0, batches_per_validation=40) == 70
+    assert planned_steps(39, 1.0, 30.0, batches_per_validation=40) == 39  # no validation reached
+    assert planned_steps(45, 1.0, 30.0, batches_per_validation=40) == 39  # the 40th would cost a validation too
+    assert planned_steps(1, 10.0, 0.0, batches_per_validation=40) == 1  # at least one step
+
+
+def test_max_time_format() -> None:
+    assert max_time(20 * 60) == "00:00:20:00"
+    assert max_time(90061) == "01:01:01:01"
+
+
+@pytest.mark.parametrize("name", ["dsb2018", "usiigaci"])
+def test_committed_split_is_the_rule_on_the_real_metadata(name: str) -> None:
+    data = SHARED_DATA / f"{name}_train"
+    if not (data / "metadata.csv").exists():
+        pytest.skip(f"real data {data} is absent (it lives beside the repository, in shared/data)")
+    committed = SPLITS / f"{name}.json"
+    if not committed.exists():
+        pytest.skip(f"{committed} is not written yet (benchmarks/accuracy.py writes it)")
+    images = read_metadata(data, name)
+    split = dsb_split(images) if name == "dsb2018" else usiigaci_split(images)
+    assert json.loads(committed.read_text()) == split
+    assert ensure_split(data, name) == split
+
+
+def fake_record(system: str, seed: int | None, found: int) -> dict[str, Any]:
+    """A results record whose one image has 4 true objects, ``found`` of them predicted exactly."""
+    truth = np.zeros((8, 8), dtype=np.int32)
+    for label, (row, column) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)], start=1):
+        truth[row : row + 3, column : column + 3] = label
+    predicted = np.where(truth <= found, truth, 0)
+    evaluation = ImageEvaluation("a", match_instances(truth, predicted), False, False, 0.0)
+    summary = summarise([evaluation], {"a": "fluorescence"})
+    return {
+        "dataset": "dsb2018", "system": system, "seed": seed, "budget_minutes": None if seed is None else 20.0,
+        "limit_val": None, "scores": {"all": summary["all"], **summary["groups"]}, "variant_scores": {},
+    }  # fmt: skip
+
+
+def test_table_gives_the_mean_and_range_over_seeds() -> None:
+    records = [fake_record("cellseg", 0, 4), fake_record("cellseg", 1, 2), fake_record("otsu-watershed", None, 3)]
+    rows = table_rows(records, "mean")
+    assert [(row["subset"], row["system"]) for row in rows] == [
+        ("all", "cellseg"), ("all", "otsu-watershed"), ("fluorescence", "cellseg"), ("fluorescence", "otsu-watershed"),
+    ]  # fmt: skip
+    cellseg = rows[0]
+    assert cellseg["seeds"] == [0, 1]
+    assert cellseg["f1_50"] == pytest.approx([(1.0 + 2 / 3) / 2, 1.0 - 2 / 3])  # F1 of 4/4 and 2/4 found
+    table = markdown_table(rows)
+    assert "| dsb2018 | all | cellseg | 20 min | 0, 1 | 1 | - | " in table
+    assert "0.833 (0.333)" in table
+    assert "| dsb2018 | all | otsu-watershed | - | - | 1 | - | " in table
