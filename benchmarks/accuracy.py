@@ -609,6 +609,11 @@ def train_case(
     last_step = marks["batch_ends"][-1] if marks["batch_ends"] else marks["train_start"]
     passes = [(start, end) for start, end in marks["validation"] if start >= marks["train_start"]]
     validating = sum(end - start for start, end in passes if end <= last_step)  # between training steps
+    ends, pace = marks["batch_ends"], None
+    if len(ends) > WARMUP_BATCHES:  # the pace after the first batches, validation left out: what the plan assumed
+        first, last = ends[WARMUP_BATCHES - 1], ends[-1]
+        inside = sum(end - start for start, end in passes if first <= start and end <= last)
+        pace = (last - first - inside) / (len(ends) - WARMUP_BATCHES)
     optimizer = trainer.optimizers[0]
     training = {
         "fit_command": command,
@@ -628,6 +633,7 @@ def train_case(
         "validation_passes_after_last_step": sum(start >= last_step for start, _ in passes),
         "fit_seconds": fit_seconds,
         "steps_per_s": trainer.global_step / max(last_step - marks["train_start"] - validating, 1e-9),
+        "seconds_per_batch": pace,
         "validation_names": relative(override),
     }
     network = {
@@ -917,7 +923,10 @@ def table_rows(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
     rows = []
     for (dataset, limit, system, budget), members in cases.items():
         members.sort(key=lambda record: record["seed"] if record["seed"] is not None else -1)
-        subsets = [s for s in members[0]["scores"] if all(kind in m["scores"].get(s, {}) for m in members)]
+        scores = members[0]["scores"]
+        subsets = [s for s in scores if all(kind in m["scores"].get(s, {}) for m in members)]
+        if len(subsets) == 2 and scores[subsets[1]]["images"] == scores["all"]["images"]:
+            subsets = ["all"]  # one group holding every image: the same row twice
         for subset in subsets:
             values = [metrics_of(member["scores"][subset], kind) for member in members]
             steps = [m["training"]["steps"] for m in members if "training" in m]
@@ -973,6 +982,8 @@ def training_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "dataset": r["dataset"], "system": r["system"], "seed": r["seed"], "budget_minutes": r["budget_minutes"],
             "limit_val": r["limit_val"], "steps_per_s": r["plan"]["steps_per_s"],
+            "seconds_per_batch_planned": r["plan"]["seconds_per_batch"],
+            "seconds_per_batch_run": r["training"].get("seconds_per_batch"),
             "validation_seconds_per_pass": r["plan"]["validation_seconds_per_pass"],
             "planned_steps": r["plan"]["planned_steps"], "steps": r["training"]["steps"],
             "epochs": r["training"]["epochs"],
@@ -983,7 +994,7 @@ def training_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "parameters": r["network"]["parameters"], "device": r["machine"]["gpu"] or
             f"cpu x{r['machine']['torch_threads']} threads",
         }
-        for r in records
+        for r in sorted(records, key=lambda r: (r["dataset"], SYSTEMS.index(r["system"]), r["seed"] or 0))
         if "training" in r
     ]  # fmt: skip
 
@@ -991,14 +1002,17 @@ def training_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown_training(rows: list[dict[str, Any]]) -> str:
     """The rows of ``training_rows`` as a markdown table."""
     lines = [
-        "| data set | system | seed | budget | device | parameters | steps/s (timing) | val. pass s | planned steps "
-        "| steps | epochs | stopped by | s to last step | val. passes | fit s | scoring s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data set | system | seed | budget | device | parameters | steps/s (timing) | s/batch timing, run "
+        "| val. pass s | planned steps | steps | epochs | stopped by | s to last step | val. passes | fit s "
+        "| scoring s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['system']} | {r['seed']} | {r['budget_minutes']:g} min | {r['device']} | "
-            f"{r['parameters'] / 1e6:.2f} M | {r['steps_per_s']:.3f} | {r['validation_seconds_per_pass']:.0f} | "
+            f"{r['parameters'] / 1e6:.2f} M | {r['steps_per_s']:.3f} | {r['seconds_per_batch_planned']:.2f}, "
+            f"{'-' if r['seconds_per_batch_run'] is None else format(r['seconds_per_batch_run'], '.2f')} | "
+            f"{r['validation_seconds_per_pass']:.0f} | "
             f"{r['planned_steps']} | {r['steps']} | {r['epochs']:.2f} | {r['stopped_by']} | "
             f"{r['seconds_to_last_step']:.0f} | {r['validation_passes']} | {r['train_seconds']:.0f} | "
             f"{r['scoring_seconds']:.0f} |"

@@ -149,14 +149,16 @@ def test_committed_split_is_the_rule_on_the_real_metadata(name: str) -> None:
     assert ensure_split(data, name) == split
 
 
-def fake_record(system: str, seed: int | None, found: int) -> dict[str, Any]:
-    """A results record whose one image has 4 true objects, ``found`` of them predicted exactly."""
+def fake_record(system: str, seed: int | None, found: int, groups: dict[str, str] | None = None) -> dict[str, Any]:
+    """A results record of images ``a`` and ``b``: 4 true objects each, ``found`` of a's and all of b's predicted."""
     truth = np.zeros((8, 8), dtype=np.int32)
     for label, (row, column) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)], start=1):
         truth[row : row + 3, column : column + 3] = label
-    predicted = np.where(truth <= found, truth, 0)
-    evaluation = ImageEvaluation("a", match_instances(truth, predicted), False, False, 0.0)
-    summary = summarise([evaluation], {"a": "fluorescence"})
+    evaluations = [
+        ImageEvaluation(name, match_instances(truth, np.where(truth <= count, truth, 0)), False, False, 0.0)
+        for name, count in (("a", found), ("b", 4))
+    ]
+    summary = summarise(evaluations, groups or {"a": "fluorescence", "b": "stained"})
     return {
         "dataset": "dsb2018", "system": system, "seed": seed, "budget_minutes": None if seed is None else 20.0,
         "limit_val": None, "scores": {"all": summary["all"], **summary["groups"]}, "variant_scores": {},
@@ -167,12 +169,17 @@ def test_table_gives_the_mean_and_range_over_seeds() -> None:
     records = [fake_record("cellseg", 0, 4), fake_record("cellseg", 1, 2), fake_record("otsu-watershed", None, 3)]
     rows = table_rows(records, "mean")
     assert [(row["subset"], row["system"]) for row in rows] == [
-        ("all", "cellseg"), ("all", "otsu-watershed"), ("fluorescence", "cellseg"), ("fluorescence", "otsu-watershed"),
-    ]  # fmt: skip
-    cellseg = rows[0]
-    assert cellseg["seeds"] == [0, 1]
-    assert cellseg["f1_50"] == pytest.approx([(1.0 + 2 / 3) / 2, 1.0 - 2 / 3])  # F1 of 4/4 and 2/4 found
+        (subset, system) for subset in ("all", "fluorescence", "stained") for system in ("cellseg", "otsu-watershed")
+    ]
+    fluorescence = rows[2]
+    assert fluorescence["seeds"] == [0, 1]
+    assert fluorescence["f1_50"] == pytest.approx([(1.0 + 2 / 3) / 2, 1.0 - 2 / 3])  # F1 of 4/4 and 2/4 found
     table = markdown_table(rows)
-    assert "| dsb2018 | all | cellseg | 20 min | 0, 1 | 1 | - | " in table
+    assert "| dsb2018 | fluorescence | cellseg | 20 min | 0, 1 | 1 | - | " in table
     assert "0.833 (0.333)" in table
-    assert "| dsb2018 | all | otsu-watershed | - | - | 1 | - | " in table
+    assert "| dsb2018 | all | otsu-watershed | - | - | 2 | - | " in table
+
+
+def test_table_shows_a_group_holding_every_image_once() -> None:
+    record = fake_record("cellseg", 0, 4, groups={"a": "phase contrast", "b": "phase contrast"})
+    assert [row["subset"] for row in table_rows([record], "pooled")] == ["all"]
