@@ -394,6 +394,8 @@ def build_cli(system: str, arguments: list[str]) -> CellsegCLI:
 
 def swap_network(module: Any, architecture: str) -> None:
     """Replace a ``SegmentationModule``'s ``ResAttUNet`` by a MONAI network of the same widths, in place."""
+    import torch
+
     from cellseg.training.cli import DEFAULT_CHANNELS
 
     network = module.hparams["network"]
@@ -401,6 +403,7 @@ def swap_network(module: Any, architecture: str) -> None:
         raise ValueError("the MONAI systems train without the distance head: pass --model.distance_head false")
     channels = list(network.get("channels", DEFAULT_CHANNELS))
     module.network = make_monai_network(architecture, channels, int(network.get("in_channels", 1)), 3)
+    module.network.to(memory_format=torch.channels_last)  # as cellseg's 2D network: same pipeline, same layout
     module.hparams["network"] = module.network.description  # the checkpoint says what it holds
 
 
@@ -420,7 +423,8 @@ CLOCK = json.dumps(
 def clock_marks(trainer: Any) -> dict[str, Any]:
     """The clock's marks, kept on the trainer: ``train_start``, ``batch_ends``, ``validation`` (``[start, end]``s)."""
     marks: dict[str, Any] = trainer.__dict__.setdefault(
-        "_accuracy_clock", {"train_start": None, "batch_ends": [], "validation": [], "time_up_at_step": None}
+        "_accuracy_clock",
+        {"train_start": None, "batch_ends": [], "validation": [], "time_up_at_step": None, "curve": []},
     )
     return marks
 
@@ -461,8 +465,17 @@ def clock_validation_start(trainer: Any, pl_module: Any) -> None:
 
 
 def clock_validation_end(trainer: Any, pl_module: Any) -> None:
-    """Mark the end of a validation pass."""
-    clock_marks(trainer)["validation"][-1].append(_now())
+    """Mark the end of a validation pass; after the sanity check, keep its scores with the training time so far."""
+    marks = clock_marks(trainer)
+    marks["validation"][-1].append(_now())
+    if marks["train_start"] is not None and not trainer.sanity_checking:
+        start, end = marks["validation"][-1]
+        validating = sum(b - a for a, b in marks["validation"][:-1] if a >= marks["train_start"])
+        scores = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")}
+        marks["curve"].append(
+            {"step": trainer.global_step, "train_seconds": start - marks["train_start"] - validating,
+             "wall_seconds": end - marks["train_start"], **scores}
+        )  # fmt: skip
 
 
 def plan_schedule(system: str, arguments: list[str], budget_seconds: float) -> dict[str, Any]:
@@ -558,7 +571,7 @@ def relative(path: Path) -> str:
 
 
 def train_case(
-    dataset: str, system: str, seed: int, budget_seconds: float, data: Path, split: dict[str, Any], run_dir: Path
+    config: str, system: str, seed: int, budget_seconds: float, data: Path, split: dict[str, Any], run_dir: Path
 ) -> tuple[Path, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Plan and train one case; return its final checkpoint, the plan, the training record and the network's."""
     from lightning.pytorch.callbacks import Timer
@@ -569,16 +582,17 @@ def train_case(
     override = run_dir / "validation_names.yaml"
     override.write_text(yaml.safe_dump({"data": {"validation_names": split["validation"]}}))
     base = [
-        "--config", relative(ROOT / "configs" / f"{dataset}.yaml"), "--config", relative(override),
+        "--config", config, "--config", relative(override),
         "--data.data_dir", str(data), "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
         "--trainer.callbacks+", CLOCK,
     ]  # fmt: skip
     if system != "cellseg":
         base += ["--model.distance_head", "false"]
-    print(f"[{dataset} {system} seed {seed}] timing pass ...", flush=True)
+    case = f"[{Path(config).stem} {system} seed {seed}]"
+    print(f"{case} timing pass ...", flush=True)
     plan = plan_schedule(system, base, budget_seconds)
     print(
-        f"[{dataset} {system} seed {seed}] {plan['steps_per_s']:.3f} steps/s, validation pass "
+        f"{case} {plan['steps_per_s']:.3f} steps/s, validation pass "
         f"{plan['validation_seconds_per_pass']:.0f} s: {plan['planned_steps']} steps planned",
         flush=True,
     )
@@ -635,6 +649,7 @@ def train_case(
         "steps_per_s": trainer.global_step / max(last_step - marks["train_start"] - validating, 1e-9),
         "seconds_per_batch": pace,
         "validation_names": relative(override),
+        "curve": marks["curve"],  # per validation pass: step, seconds of training before it, wall seconds, val/ scores
     }
     network = {
         "class": type(module.network).__name__ if system == "cellseg" else system,
@@ -820,7 +835,10 @@ def git_state() -> dict[str, Any]:
 
 def case_key(record: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two records the same case."""
-    return (record["dataset"], record["system"], record["seed"], record["budget_minutes"], record["limit_val"])
+    return (
+        record["dataset"], record["system"], record["seed"], record["budget_minutes"], record["limit_val"],
+        record["config"] if record["system"] != DETERMINISTIC else None,
+    )  # fmt: skip
 
 
 def run_one(arguments: argparse.Namespace, command: str) -> dict[str, Any]:
@@ -830,6 +848,7 @@ def run_one(arguments: argparse.Namespace, command: str) -> dict[str, Any]:
     system, seed = arguments.system[0], arguments.seed[0]
     split = ensure_split(data, dataset)
     names = split["validation"][: arguments.limit_val] if arguments.limit_val else split["validation"]
+    config = config_of(arguments, dataset)
     record: dict[str, Any] = {
         "dataset": dataset,
         "system": system,
@@ -841,7 +860,7 @@ def run_one(arguments: argparse.Namespace, command: str) -> dict[str, Any]:
         "git": git_state(),
         "command": command,
         "data": str(data),
-        "config": relative(ROOT / "configs" / f"{dataset}.yaml"),
+        "config": config,
         "split": {
             "file": relative(SPLITS / f"{dataset}.json"),
             "train": len(split["train"]),
@@ -850,15 +869,20 @@ def run_one(arguments: argparse.Namespace, command: str) -> dict[str, Any]:
     }
     checkpoint = None
     if system != DETERMINISTIC:
-        run_dir = runs_dir(arguments.results) / dataset / system / f"seed{seed}"
+        run_dir = runs_dir(arguments.results) / dataset / Path(config).stem / system / f"seed{seed}"
         checkpoint, plan, training, network = train_case(
-            dataset, system, seed, arguments.budget_minutes * 60, data, split, run_dir
+            config, system, seed, arguments.budget_minutes * 60, data, split, run_dir
         )
         record |= {"plan": plan, "training": training, "network": network}
     print(f"[{dataset} {system}] scoring {len(names)} validation images ...", flush=True)
     scores, rows, scoring = score_case(system, checkpoint, data, names, subsets_of(data, dataset))
     variants = {variant: of_variant for variant, of_variant in scores.items() if variant != MAIN}
     return record | {"scoring": scoring, "scores": scores[MAIN], "variant_scores": variants, "per_image": rows}
+
+
+def config_of(arguments: argparse.Namespace, dataset: str) -> str:
+    """The config a case trains from: ``--config`` or ``configs/DATASET.yaml``, relative to the repository root."""
+    return relative(arguments.config or ROOT / "configs" / f"{dataset}.yaml")
 
 
 def runs_dir(results: Path) -> Path:
@@ -902,6 +926,14 @@ def metrics_of(aggregate: dict[str, Any], kind: str) -> dict[str, float]:
     }
 
 
+def system_label(record: dict[str, Any]) -> str:
+    """The system's name, with `` @ CONFIG`` when it trained from a config other than ``configs/DATASET.yaml``."""
+    config = record.get("config")
+    if record["system"] == DETERMINISTIC or config in (None, f"configs/{record['dataset']}.yaml"):
+        return str(record["system"])
+    return f"{record['system']} @ {Path(config).stem}"
+
+
 def table_rows(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     """One row per (data set, subset, system, budget, limit): each metric's mean over seeds and its range.
 
@@ -911,8 +943,8 @@ def table_rows(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
         variant
         for record in records
         for variant in [
-            record,
-            *({**record, "system": f"{record['system']} + {name}", "scores": scores}
+            {**record, "system": system_label(record)},
+            *({**record, "system": f"{system_label(record)} + {name}", "scores": scores}
               for name, scores in record.get("variant_scores", {}).items()),
         ]
     ]  # fmt: skip
@@ -944,7 +976,7 @@ def table_rows(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
 
     def order(row: dict[str, Any]) -> tuple[Any, ...]:
         subset = SUBSET_ORDER.index(row["subset"]) if row["subset"] in SUBSET_ORDER else len(SUBSET_ORDER)
-        base = row["system"].split(" + ")[0]
+        base = row["system"].split(" + ")[0].split(" @ ")[0]
         system = SYSTEMS.index(base) if base in SYSTEMS else len(SYSTEMS)
         budget = row["budget_minutes"] or 0
         return (row["dataset"], row["limit_val"] or 0, subset, row["subset"], system, row["system"], budget)
@@ -980,7 +1012,8 @@ def training_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per trained case: the plan, what training reached, and the times."""
     return [
         {
-            "dataset": r["dataset"], "system": r["system"], "seed": r["seed"], "budget_minutes": r["budget_minutes"],
+            "dataset": r["dataset"], "system": system_label(r), "seed": r["seed"],
+            "budget_minutes": r["budget_minutes"],
             "limit_val": r["limit_val"], "steps_per_s": r["plan"]["steps_per_s"],
             "seconds_per_batch_planned": r["plan"]["seconds_per_batch"],
             "seconds_per_batch_run": r["training"].get("seconds_per_batch"),
@@ -994,7 +1027,8 @@ def training_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "parameters": r["network"]["parameters"], "device": r["machine"]["gpu"] or
             f"cpu x{r['machine']['torch_threads']} threads",
         }
-        for r in sorted(records, key=lambda r: (r["dataset"], SYSTEMS.index(r["system"]), r["seed"] or 0))
+        for r in sorted(records, key=lambda r: (r["dataset"], SYSTEMS.index(r["system"]), system_label(r),
+                                                r["seed"] or 0))
         if "training" in r
     ]  # fmt: skip
 
@@ -1020,12 +1054,54 @@ def markdown_training(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+CURVE_LEVELS = {"val/dice": (0.80, 0.85, 0.90), "val/f1@0.5": (0.60, 0.70, 0.80, 0.85)}
+
+
+def curve_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per trained case: the training seconds (validation left out) after which each score first reached each level.
+
+    The scores are those logged at the validation passes during training (pooled over the validation images;
+    ``val/f1@0.5`` through cellseg's post-processing for every system), so a level is seen only at a pass: the time
+    is an upper bound, as fine as the validation schedule. ``None`` where the level was never reached.
+    """
+    rows = []
+    for record in sorted(records, key=lambda r: (r["dataset"], SYSTEMS.index(r["system"]), system_label(r),
+                                                  r["seed"] or 0)):  # fmt: skip
+        curve = record.get("training", {}).get("curve")
+        if not curve:
+            continue
+        reached = {
+            f"{score}>={level:.2f}": next((p["train_seconds"] for p in curve if p.get(score, -1.0) >= level), None)
+            for score, levels in CURVE_LEVELS.items()
+            for level in levels
+        }
+        final = {score: curve[-1].get(score) for score in CURVE_LEVELS}
+        rows.append({"dataset": record["dataset"], "system": system_label(record), "seed": record["seed"],
+                     "passes": len(curve), "reached": reached, "final": final})  # fmt: skip
+    return rows
+
+
+def markdown_curves(rows: list[dict[str, Any]]) -> str:
+    """The rows of ``curve_rows`` as a markdown table (minutes of training)."""
+    levels = list(rows[0]["reached"]) if rows else []
+    lines = [
+        "| data set | system | seed | val. passes | last val/dice | last val/f1@0.5 | "
+        + " | ".join(f"min to {level}" for level in levels) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(levels),
+    ]  # fmt: skip
+    for row in rows:
+        final = " | ".join("-" if row["final"][s] is None else f"{row['final'][s]:.3f}" for s in CURVE_LEVELS)
+        times = " | ".join("-" if t is None else f"{t / 60:.1f}" for t in row["reached"].values())
+        lines.append(f"| {row['dataset']} | {row['system']} | {row['seed']} | {row['passes']} | {final} | {times} |")
+    return "\n".join(lines)
+
+
 def print_tables(records: list[dict[str, Any]], as_json: bool) -> None:
     """Print the mean-over-images and pooled-over-objects tables and the training table (markdown or JSON)."""
     tables = {"mean": table_rows(records, "mean"), "pooled": table_rows(records, "pooled")}
     training = training_rows(records)
     if as_json:
-        print(json.dumps({**tables, "training": training}, indent=1))
+        print(json.dumps({**tables, "training": training, "curves": curve_rows(records)}, indent=1))
         return
     legend = "mean over seeds, (max - min) over seeds in brackets where there are several"
     print(f"Scores averaged over images ({legend}):\n")
@@ -1038,6 +1114,13 @@ def print_tables(records: list[dict[str, Any]], as_json: bool) -> None:
             "fit s: Lightning's Timer, validation included):\n"
         )
         print(markdown_training(training))
+    curves = curve_rows(records)
+    if curves:
+        print(
+            "\nTraining time to each level of the validation scores logged during training (minutes of training, "
+            "validation left out; seen at validation passes only, so an upper bound):\n"
+        )
+        print(markdown_curves(curves))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1055,6 +1138,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true", help="run cases already in the results again (replace)")
     parser.add_argument("--table", action="store_true", help="only print the tables of the results")
     parser.add_argument("--json-table", action="store_true", help="only print the tables, as JSON")
+    parser.add_argument("--config", type=Path, help="training config (default: configs/DATASET.yaml); a tuning variant")
     parser.add_argument("--limit-val", type=int, help="debug: score only the first N validation images")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--record-to", type=Path, help=argparse.SUPPRESS)
@@ -1089,7 +1173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     systems = arguments.system or list(SYSTEMS)
     cases = [(system, None if system == DETERMINISTIC else seed) for seed in seeds for system in systems]
     for system, seed in dict.fromkeys(cases):  # Otsu once
-        key = (dataset, system, seed, None if seed is None else arguments.budget_minutes, arguments.limit_val)
+        key = (
+            dataset, system, seed, None if seed is None else arguments.budget_minutes, arguments.limit_val,
+            None if seed is None else config_of(arguments, dataset),
+        )  # fmt: skip
         done = [r for r in load_results(arguments.results) if case_key(r) == key]
         if done and not arguments.force:
             print(f"{dataset} {system} seed {seed}: in {relative(arguments.results)} already (--force reruns)")
@@ -1101,6 +1188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--seed", str(seed or 0), "--budget-minutes", str(arguments.budget_minutes),
                 "--results", str(arguments.results), "--record-to", str(record_path),
                 *(["--limit-val", str(arguments.limit_val)] if arguments.limit_val else []),
+                *(["--config", str(arguments.config.resolve())] if arguments.config else []),
             ]  # fmt: skip
             print(f"=== {dataset} {system} seed {seed}", flush=True)
             returncode = subprocess.run(command, cwd=ROOT).returncode

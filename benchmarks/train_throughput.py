@@ -1,17 +1,19 @@
-"""Training throughput of cellseg against MONAI's ``AttentionUnet`` through the same pipeline, in one run.
+"""Training throughput of cellseg against MONAI's ``AttentionUnet`` and ``UNet`` through the same pipeline, in one run.
 
-Both systems train through the real ``CellDataModule`` (cached images, foreground-favouring patches), the real
+Every system trains through the real ``CellDataModule`` (cached images, foreground-favouring patches), the real
 ``SegmentationModule`` (on-device MONAI augmentation, 3-class target, Dice + CE, AdamW) and a real Lightning
-``Trainer``; only the network differs, at the same widths. Each system runs in its own process, so its peak memory
-is its own. Printed per system: patches/s, megapixels/s, the share of a step spent waiting for data (DataLoader
-fetch), the share spent augmenting and building the target (on the device), and peak memory (RSS on the CPU, CUDA
-peak allocation on a GPU). Ratios are to MONAI's ``AttentionUnet`` measured in the same run.
+``Trainer``; only the network differs, at the same widths (``--channels``, default those of
+``configs/dsb2018.yaml``), all in NHWC memory format. cellseg's network has its distance head (4 outputs, as its
+configs train it); the MONAI networks have 3. Each system runs in its own process, so its peak memory is its own.
+Printed per system: parameters, patches/s, the share of a step spent waiting for data (DataLoader fetch), the share
+spent augmenting and building the target (on the device), and peak memory (RSS on the CPU, CUDA peak allocation on
+a GPU). Ratios are to MONAI's ``AttentionUnet`` measured in the same run.
 
-Results are appended to ``benchmarks/results/train_throughput.json``, one record per (system, device, data) case;
-a rerun skips cases already there (``--force`` remeasures)::
+Results are appended to ``benchmarks/results/train_throughput.json``, one record per (system, device, data, patch,
+widths) case; a rerun skips cases already there (``--force`` remeasures)::
 
     .venv/bin/python benchmarks/train_throughput.py                       # synthetic data, CPU
-    .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/dsb2018_train --patch 256
+    .venv/bin/python benchmarks/train_throughput.py --data ../shared/data/dsb2018_train --patch 128
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from monai.networks.nets.attentionunet import AttentionUnet
+from monai.networks.nets.unet import UNet
 from torch import nn
 
 from cellseg.data.datamodule import CellDataModule
@@ -37,19 +40,28 @@ from cellseg.data.synthetic import SyntheticConfig, write_dataset
 from cellseg.training.module import Batch, SegmentationModule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
-SYSTEMS = ("monai-AttentionUnet", "cellseg-ResAttUNet")
-CHANNELS = [32, 64, 128, 256]
+SYSTEMS = ("monai-AttentionUnet", "monai-UNet", "cellseg-ResAttUNet")
+CHANNELS = [16, 32, 64, 128, 256]  # configs/dsb2018.yaml
 WARMUP_STEPS = 3
 
 
 class MonaiNetwork(nn.Module):
-    """MONAI's ``AttentionUnet`` (2D, 1 -> 3 channels) where ``SegmentationModule`` expects its network."""
+    """MONAI's ``AttentionUnet`` or ``UNet(num_res_units=2)`` (2D, 1 -> 3 channels) as ``SegmentationModule``'s network.
+
+    Its weights are NHWC (channels-last), as cellseg's 2D network's are: the same pipeline, the same layout.
+    """
 
     deep_supervision = False
 
-    def __init__(self, channels: list[int]) -> None:
+    def __init__(self, system: str, channels: list[int]) -> None:
         super().__init__()
-        self.net = AttentionUnet(2, 1, 3, channels=channels, strides=[2] * (len(channels) - 1))
+        strides = [2] * (len(channels) - 1)
+        self.net: nn.Module
+        if system == "monai-AttentionUnet":
+            self.net = AttentionUnet(2, 1, 3, channels=channels, strides=strides)
+        else:
+            self.net = UNet(2, 1, 3, channels=channels, strides=strides, num_res_units=2)
+        self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, 3, H, W)`` for ``(N, 1, H, W)``."""
@@ -92,13 +104,15 @@ class StepTimer(Callback):
         self.ends.append(time.perf_counter())
 
 
-def measure(system: str, data: Path, patch: int, batch: int, steps: int, workers: int) -> dict[str, Any]:
+def measure(
+    system: str, data: Path, patch: int, batch: int, steps: int, workers: int, channels: list[int]
+) -> dict[str, Any]:
     """Train ``steps`` steps of ``system``; return throughput, wait shares and peak memory."""
     L.seed_everything(0)
-    module = TimedModule(network={"channels": CHANNELS}, patch_size=[patch, patch])
+    module = TimedModule(network={"channels": channels}, patch_size=[patch, patch])
     module.augment_seconds = []
-    if system == "monai-AttentionUnet":
-        module.network = MonaiNetwork(CHANNELS)  # type: ignore[assignment]
+    if system.startswith("monai-"):
+        module.network = MonaiNetwork(system, channels)  # type: ignore[assignment]
     datamodule = CellDataModule(
         str(data), patch_size=[patch, patch], batch_size=batch, patches_per_epoch=batch * (steps + WARMUP_STEPS),
         num_workers=workers, size_divisor=8,
@@ -129,6 +143,8 @@ def measure(system: str, data: Path, patch: int, batch: int, steps: int, workers
         "data": str(data),
         "patch": patch,
         "batch": batch,
+        "channels": channels,
+        "parameters": sum(parameter.numel() for parameter in module.network.parameters()),
         "steps": len(starts),
         "patches_per_s": batch * len(starts) / total,
         "mpx_per_s": batch * len(starts) * patch * patch / 1e6 / total,
@@ -144,6 +160,7 @@ def run_case_in_subprocess(system: str, arguments: argparse.Namespace, data: Pat
     command = [
         sys.executable, __file__, "--one", system, "--data", str(data), "--patch", str(arguments.patch),
         "--batch", str(arguments.batch), "--steps", str(arguments.steps), "--workers", str(arguments.workers),
+        "--channels", *map(str, arguments.channels),
     ]  # fmt: skip
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     record: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
@@ -158,12 +175,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per system (after 3 warm-up steps)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument("--channels", type=int, nargs="+", default=CHANNELS, help="widths of every system")
     parser.add_argument("--force", action="store_true", help="remeasure cases already in the results")
     parser.add_argument("--one", choices=SYSTEMS, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.one:
         print(json.dumps(measure(arguments.one, arguments.data, arguments.patch, arguments.batch,
-                                 arguments.steps, arguments.workers)))  # fmt: skip
+                                 arguments.steps, arguments.workers, arguments.channels)))  # fmt: skip
         return
     with tempfile.TemporaryDirectory() as scratch:
         data = arguments.data
@@ -177,7 +195,7 @@ def main() -> None:
             done = [
                 r for r in records
                 if r["system"] == system and r["device"].startswith(device) and r["data_label"] == label
-                and r["patch"] == arguments.patch
+                and r["patch"] == arguments.patch and r.get("channels", [32, 64, 128, 256]) == arguments.channels
             ]  # fmt: skip
             if done and not arguments.force:
                 continue
@@ -188,14 +206,20 @@ def main() -> None:
             temporary = RESULTS.with_suffix(".tmp")
             temporary.write_text(json.dumps(records, indent=1))
             temporary.replace(RESULTS)
-    rows = [r for r in records if r["data_label"] == label and r["patch"] == arguments.patch]
+    rows = [
+        r for r in records
+        if r["data_label"] == label and r["patch"] == arguments.patch
+        and r.get("channels", [32, 64, 128, 256]) == arguments.channels
+    ]  # fmt: skip
     reference = next((r for r in rows if r["system"] == SYSTEMS[0]), None)
-    print(f"data: {label}; patch {arguments.patch}, batch {arguments.batch}; widths {CHANNELS}")
-    print("| system | device | patches/s | vs MONAI | data wait | augment + target | peak memory MB |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"data: {label}; patch {arguments.patch}, batch {arguments.batch}; widths {arguments.channels}")
+    print("| system | device | parameters | patches/s | vs MONAI AttentionUnet | data wait | augment + target "
+          "| peak memory MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = r["patches_per_s"] / reference["patches_per_s"] if reference else float("nan")
-        print(f"| {r['system']} | {r['device']} | {r['patches_per_s']:.1f} | {ratio:.2f} | "
+        parameters = f"{r['parameters'] / 1e6:.2f} M" if "parameters" in r else "-"
+        print(f"| {r['system']} | {r['device']} | {parameters} | {r['patches_per_s']:.1f} | {ratio:.2f} | "
               f"{r['data_wait_share']:.1%} | {r['augment_share']:.1%} | {r['peak_memory_mb']:.0f} |")  # fmt: skip
 
 

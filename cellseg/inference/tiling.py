@@ -132,7 +132,7 @@ def predict_probabilities(
     """
     device = next(model.module.parameters()).device
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
-    if device.type == "cuda" and model.spatial_dims == 2:
+    if model.spatial_dims == 2:  # the network's weights are channels-last (NHWC) on every device
         tensor = tensor.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         probabilities = sliding_window_inference(

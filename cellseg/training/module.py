@@ -93,6 +93,8 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["network"])
         self.hparams["network"] = network_arguments  # with out_channels filled in, so the checkpoint says it
         self.network = ResAttUNet(**network_arguments)
+        if self.network.spatial_dims == 2:  # NHWC convolutions: 1.9x faster inference, 1.2x training on a CPU
+            self.network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.augmenter = (
             BatchAugmenter(AugmentationConfig(**(augmentation or {})), self.network.spatial_dims, seed=seed)
             if augment
@@ -122,6 +124,8 @@ class SegmentationModule(L.LightningModule):
         image, label = batch["image"], batch["label"]
         if self.augmenter is not None and self.training:  # Lightning puts the module in eval mode to validate
             image, label = self.augmenter(image, label)
+        if image.ndim == 4:  # 2D: the network's weights are channels-last (NHWC); its input follows
+            image = image.contiguous(memory_format=torch.channels_last)
         targets = {"target": three_class_target_batch(label)}
         if self.hparams["distance_head"]:
             targets["distance"] = distance_target_batch(label)

@@ -6,10 +6,12 @@ import importlib
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from cellseg.evaluation.matching import match_instances
 from cellseg.evaluation.scoring import ImageEvaluation
@@ -183,3 +185,37 @@ def test_table_gives_the_mean_and_range_over_seeds() -> None:
 def test_table_shows_a_group_holding_every_image_once() -> None:
     record = fake_record("cellseg", 0, 4, groups={"a": "phase contrast", "b": "phase contrast"})
     assert [row["subset"] for row in table_rows([record], "pooled")] == ["all"]
+
+
+def test_clock_keeps_the_scores_of_each_validation_pass_after_the_sanity_check() -> None:
+    trainer = SimpleNamespace(sanity_checking=True, global_step=0, callback_metrics={"val/dice": torch.tensor(0.25)})
+    accuracy.clock_validation_start(trainer, None)
+    accuracy.clock_validation_end(trainer, None)  # the sanity check: no point on the curve
+    accuracy.clock_train_start(trainer, None)
+    trainer.sanity_checking = False
+    for step, dice in ((10, 0.5), (20, 0.75)):
+        trainer.global_step, trainer.callback_metrics = step, {"val/dice": torch.tensor(dice), "train/loss": 1.0}
+        accuracy.clock_validation_start(trainer, None)
+        accuracy.clock_validation_end(trainer, None)
+    curve = accuracy.clock_marks(trainer)["curve"]
+    assert [(point["step"], point["val/dice"]) for point in curve] == [(10, 0.5), (20, 0.75)]
+    assert "train/loss" not in curve[0]
+    assert curve[1]["train_seconds"] <= curve[1]["wall_seconds"]
+
+
+def test_curve_rows_give_the_first_training_time_at_each_level() -> None:
+    record = fake_record("cellseg", 0, 4)
+    record["training"] = {
+        "curve": [
+            {"step": 100, "train_seconds": 60.0, "val/dice": 0.82, "val/f1@0.5": 0.55},
+            {"step": 200, "train_seconds": 120.0, "val/dice": 0.86, "val/f1@0.5": 0.72},
+            {"step": 300, "train_seconds": 180.0, "val/dice": 0.84, "val/f1@0.5": 0.75},
+        ]
+    }
+    (row,) = accuracy.curve_rows([record, fake_record("otsu-watershed", None, 3)])
+    assert row["reached"]["val/dice>=0.80"] == 60.0
+    assert row["reached"]["val/dice>=0.85"] == 120.0  # the first pass at the level, not the last
+    assert row["reached"]["val/dice>=0.90"] is None
+    assert row["reached"]["val/f1@0.5>=0.70"] == 120.0
+    assert row["final"] == {"val/dice": 0.84, "val/f1@0.5": 0.75}
+    assert "| dsb2018 | cellseg | 0 | 3 | 0.840 | 0.750 | 1.0 | 2.0 | - |" in accuracy.markdown_curves([row])
