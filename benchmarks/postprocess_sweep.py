@@ -1,0 +1,158 @@
+r"""Which post-processing turns a trained model's probabilities into the best instances, on the validation split.
+
+Predicts the probabilities of the accuracy benchmark's validation images once (cached as float16 ``.npz`` beside the
+results, keyed by the checkpoint's SHA-256), then scores every ``InstanceConfig`` of a grid on them with
+``match_instances``: seeds from the interior class or the distance head, foreground and seed thresholds, the
+smallest seed. Tuning touches the validation split only (the same images the accuracy benchmark reports), so the
+chosen setting is a tuned one: say so where it is reported. Run from the repository root::
+
+    RUN=benchmarks/results/accuracy_runs/dsb2018/dsb2018/cellseg/seed0/lightning_logs/version_0
+    .venv/bin/python benchmarks/postprocess_sweep.py --checkpoint $RUN/checkpoints/final.ckpt
+
+Prints one markdown row per setting (mean over images; all images and per modality), best F1@0.5 first, and writes
+them to ``benchmarks/results/postprocess_sweep.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+accuracy = importlib.import_module("benchmarks.accuracy")
+
+METHODS = ("boundary", "distance")
+FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
+SEED_THRESHOLDS = {"boundary": (0.3, 0.4, 0.5, 0.6, 0.7), "distance": (0.4, 0.5, 0.6, 0.7)}
+MIN_SEED_SIZES = (8,)  # the default only: keeps the grid at 27 settings (a few minutes on 2 cores)
+
+
+def cached_probabilities(checkpoint: Path, data: Path, names: list[str], cache_dir: Path) -> dict[str, Any]:
+    """``{name: (K, H, W) float16}`` for ``names``, predicted with the model's own tiling, cached per checkpoint."""
+    from cellseg.inference.model import load_model
+    from cellseg.inference.prepare import Preparation, prepare
+    from cellseg.inference.tiling import TileConfig, predict_probabilities
+    from cellseg.io import discover_pairs, read_image
+
+    model = load_model(checkpoint, "cpu")
+    cache = cache_dir / f"{model.sha256[:16]}.npz"
+    if cache.exists():
+        with np.load(cache) as stored:
+            if set(stored.files) >= set(names):
+                return {name: stored[name] for name in names}
+    pairs = {pair.name: pair for pair in discover_pairs(data).pairs}
+    preparation = Preparation.of(model)
+    probabilities = {
+        name: predict_probabilities(model, prepare(read_image(pairs[name].image), preparation), TileConfig()).astype(
+            np.float16
+        )
+        for name in names
+    }
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".partial.npz")
+    np.savez_compressed(partial, **probabilities)  # type: ignore[arg-type]
+    partial.replace(cache)
+    return probabilities
+
+
+def settings() -> list[dict[str, Any]]:
+    """The grid: every method x foreground threshold x seed threshold x smallest seed."""
+    return [
+        {"method": method, "foreground_threshold": foreground, "seed_threshold": seed, "min_seed_size": min_seed}
+        for method in METHODS
+        for foreground, seed, min_seed in itertools.product(
+            FOREGROUND_THRESHOLDS, SEED_THRESHOLDS[method], MIN_SEED_SIZES
+        )
+    ]
+
+
+def sweep(probabilities: dict[str, Any], truths: dict[str, Any], subsets: dict[str, str]) -> list[dict[str, Any]]:
+    """Score every setting; one row per setting with mean-over-images metrics for ``all`` and each subset."""
+    from cellseg.evaluation.matching import match_instances
+    from cellseg.evaluation.scoring import ImageEvaluation
+    from cellseg.evaluation.summary import summarise
+    from cellseg.inference.instances import InstanceConfig, instances_from_probabilities
+
+    rows = []
+    for setting in settings():
+        config = InstanceConfig(**setting)
+        evaluations = [
+            ImageEvaluation(
+                name, match_instances(truths[name], instances_from_probabilities(maps.astype(np.float32), config)),
+                False, False, 0.0,
+            )
+            for name, maps in probabilities.items()
+        ]  # fmt: skip
+        summary = summarise(evaluations, subsets)
+        scores = {"all": accuracy.metrics_of(summary["all"], "mean")}
+        scores.update({group: accuracy.metrics_of(value, "mean") for group, value in summary["groups"].items()})
+        rows.append({"setting": setting, "scores": scores})
+        print(f"{setting}: F1@0.5 {scores['all']['f1_50']:.3f}", file=sys.stderr, flush=True)
+    return sorted(rows, key=lambda row: -row["scores"]["all"]["f1_50"])
+
+
+def markdown(rows: list[dict[str, Any]], subsets: list[str]) -> str:
+    """Rows as a markdown table: the setting, then Dice / F1@0.5 / F1@0.75 / PQ@0.5 per subset."""
+    header = "| seeds | foreground | seed thr. | min seed | " + " | ".join(
+        f"{subset} Dice | {subset} F1@0.5 | {subset} F1@0.75 | {subset} PQ" for subset in subsets
+    )
+    lines = [header + " |", "|---|---|---|---|" + "---|---|---|---|" * len(subsets)]
+    for row in rows:
+        s = row["setting"]
+        cells = " | ".join(
+            " | ".join(f"{row['scores'][subset][k]:.3f}" for k in ("dice", "f1_50", "f1_75", "pq_50"))
+            for subset in subsets
+        )
+        lines.append(
+            f"| {s['method']} | {s['foreground_threshold']} | {s['seed_threshold']} | {s['min_seed_size']} | {cells} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Predict (or read the cache), sweep, print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a cellseg checkpoint (final.ckpt of a run)")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "dsb2018_train")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "postprocess_sweep.json")
+    parser.add_argument("--top", type=int, default=15, help="rows printed (all are written)")
+    arguments = parser.parse_args(argv)
+    from cellseg.io import discover_pairs, read_mask
+
+    dataset = accuracy.dataset_name(arguments.data)
+    split = accuracy.ensure_split(arguments.data, dataset)
+    names = list(split["validation"])
+    subsets = accuracy.subsets_of(arguments.data, dataset)
+    started = time.perf_counter()
+    probabilities = cached_probabilities(
+        arguments.checkpoint, arguments.data, names, arguments.results.parent / "probabilities"
+    )
+    predicted = time.perf_counter()
+    pairs = {pair.name: pair for pair in discover_pairs(arguments.data).pairs}
+    truths = {name: read_mask(pairs[name].mask) for name in names}
+    rows = sweep(probabilities, truths, {name: subsets[name] for name in names})
+    record = {
+        "dataset": dataset, "checkpoint": str(arguments.checkpoint), "images": len(names),
+        "predict_seconds": predicted - started, "sweep_seconds": time.perf_counter() - predicted, "rows": rows,
+    }  # fmt: skip
+    arguments.results.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(arguments.results.read_text()) if arguments.results.exists() else []
+    previous = [r for r in previous if r["checkpoint"] != record["checkpoint"]] + [record]
+    partial = arguments.results.with_suffix(".partial")
+    partial.write_text(json.dumps(previous, indent=1))
+    partial.replace(arguments.results)
+    present = ["all", *sorted({subsets[name] for name in names})]
+    print(markdown(rows[: arguments.top], present))
+
+
+if __name__ == "__main__":
+    main()
