@@ -3,8 +3,8 @@
 Every system trains through the real ``CellDataModule`` (cached images, foreground-favouring patches), the real
 ``SegmentationModule`` (on-device MONAI augmentation, 3-class target, Dice + CE, AdamW) and a real Lightning
 ``Trainer``; only the network differs, at the same widths (``--channels``, default those of
-``configs/dsb2018.yaml``), all in NHWC memory format. cellseg's network has its distance head (4 outputs, as its
-configs train it); the MONAI networks have 3. Each system runs in its own process, so its peak memory is its own.
+``configs/dsb2018.yaml``), all in NHWC memory format, all with 3 outputs (no distance head, as the DSB2018 and
+Usiigaci configs train). Each system runs in its own process, so its peak memory is its own.
 Printed per system: parameters, patches/s, the share of a step spent waiting for data (DataLoader fetch), the share
 spent augmenting and building the target (on the device), and peak memory (RSS on the CPU, CUDA peak allocation on
 a GPU). Ratios are to MONAI's ``AttentionUnet`` measured in the same run.
@@ -109,7 +109,7 @@ def measure(
 ) -> dict[str, Any]:
     """Train ``steps`` steps of ``system``; return throughput, wait shares and peak memory."""
     L.seed_everything(0)
-    module = TimedModule(network={"channels": channels}, patch_size=[patch, patch])
+    module = TimedModule(network={"channels": channels}, patch_size=[patch, patch], distance_head=False)
     module.augment_seconds = []
     if system.startswith("monai-"):
         module.network = MonaiNetwork(system, channels)  # type: ignore[assignment]
