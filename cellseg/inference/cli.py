@@ -52,7 +52,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> None
         "--seeds", choices=["boundary", "distance"], help="what seeds the watershed (default: boundary, measured best)"
     )
     instances.add_argument("--foreground-threshold", type=float, default=0.5, help="cell probability (default: 0.5)")
-    instances.add_argument("--seed-threshold", type=float, help="seed threshold (default: 0.4 boundary, 0.6 distance)")
+    instances.add_argument("--seed-threshold", type=float, help="seed threshold (default: 0.5 boundary, 0.6 distance)")
+    instances.add_argument(
+        "--split-height",
+        type=float,
+        default=1.5,
+        help="split seeds at distance maxima this many pixels high; 0 keeps them whole (default: 1.5)",
+    )
     instances.add_argument("--min-size", type=int, default=16, help="drop objects with fewer pixels (default: 16)")
     instances.add_argument("--no-fill-holes", action="store_true", help="keep holes inside objects")
     instances.add_argument("--remove-border", action="store_true", help="drop objects touching the image border")
@@ -149,7 +155,8 @@ def predict_options(args: argparse.Namespace, output: Path, outputs: OutputOptio
             method=method,
             foreground_threshold=args.foreground_threshold,
             seed_threshold=args.seed_threshold if args.seed_threshold is not None else DEFAULT_SEED_THRESHOLDS[method],
-            min_size=args.min_size, fill_holes=not args.no_fill_holes, remove_border=args.remove_border,
+            split_height=args.split_height, min_size=args.min_size, fill_holes=not args.no_fill_holes,
+            remove_border=args.remove_border,
         ),
         blocks=BlockConfig(block_size=args.block_size),
         outputs=outputs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -188,7 +189,9 @@ def test_table_shows_a_group_holding_every_image_once() -> None:
 
 
 def test_clock_keeps_the_scores_of_each_validation_pass_after_the_sanity_check() -> None:
-    trainer = SimpleNamespace(sanity_checking=True, global_step=0, callback_metrics={"val/dice": torch.tensor(0.25)})
+    trainer = SimpleNamespace(
+        sanity_checking=True, global_step=0, callback_metrics={"val/dice": torch.tensor(0.25)}, callbacks=[]
+    )  # no Timer: nothing is re-planned
     accuracy.clock_validation_start(trainer, None)
     accuracy.clock_validation_end(trainer, None)  # the sanity check: no point on the curve
     accuracy.clock_train_start(trainer, None)
@@ -201,6 +204,36 @@ def test_clock_keeps_the_scores_of_each_validation_pass_after_the_sanity_check()
     assert [(point["step"], point["val/dice"]) for point in curve] == [(10, 0.5), (20, 0.75)]
     assert "train/loss" not in curve[0]
     assert curve[1]["train_seconds"] <= curve[1]["wall_seconds"]
+
+
+def test_replan_fills_the_time_left_and_moves_the_schedule_end() -> None:
+    from lightning.pytorch.callbacks import Timer
+
+    timer = Timer(duration={"seconds": 100})
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    trainer = SimpleNamespace(
+        callbacks=[timer], max_steps=60, global_step=50, accumulate_grad_batches=1, num_training_batches=50,
+        check_val_every_n_epoch=1, fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(max_steps=60)),
+        lr_scheduler_configs=[SimpleNamespace(scheduler=scheduler)],
+    )  # fmt: skip
+    timer.on_train_start(trainer, None)  # type: ignore[arg-type]
+    marks = accuracy.clock_marks(trainer)
+    start = time.perf_counter()
+    marks["batch_ends"] = [start + 0.5 * batch for batch in range(50)]  # 0.5 s per batch
+    marks["validation"] = [[start + 25.0, start + 35.0]]  # after the last batch: not in the pace
+    module = SimpleNamespace(hparams={"warmup_fraction": 0.1, "final_lr_factor": 0.0})
+    accuracy.replan(trainer, module, validation_seconds=10.0)
+    # 95 s left to plan (5% margin of 100 s): k steps cost 0.5 k s plus 10 s per 50 steps -> 149 (74.5 + 20 s)
+    total = trainer.fit_loop.epoch_loop.max_steps
+    assert 50 + 147 <= total <= 50 + 149
+    (replanned,) = marks["replans"]
+    assert replanned["planned_steps_before"] == 60
+    assert replanned["planned_steps"] == total
+    factor = scheduler.lr_lambdas[0]
+    assert factor(total) == 0.0
+    assert 0.0 < factor(total // 2) < 1.0
 
 
 def test_curve_rows_give_the_first_training_time_at_each_level() -> None:

@@ -97,3 +97,42 @@ def test_a_cell_without_a_seed_is_kept_as_its_own_object() -> None:
     labels = instances_from_probabilities(probabilities, InstanceConfig())
     assert labels.max() == 2
     assert match_instances(truth, labels).at(0.5).tp == 2
+
+
+def faint_boundary_probabilities(truth: np.ndarray) -> np.ndarray:
+    """Ideal maps of ``truth`` whose boundary between touching cells is too weak to cut the interior apart."""
+    probabilities = ideal_probabilities(truth)[:3]
+    contact = (three_class_target(truth) == 2) & (np.abs(np.gradient(truth.astype(float), axis=-1)) > 0)
+    probabilities[1][contact], probabilities[2][contact] = 0.9, 0.1  # the network missed the contact
+    return probabilities
+
+
+def test_seeds_merged_across_a_faint_boundary_are_split_by_their_shape() -> None:
+    truth = touching_discs()
+    probabilities = faint_boundary_probabilities(truth)
+    merged = instances_from_probabilities(probabilities, InstanceConfig(split_height=0))
+    split = instances_from_probabilities(probabilities, InstanceConfig())
+    assert merged.max() == 1  # without the shape cue the pair is one object
+    assert split.max() == 2
+    assert match_instances(truth, split).at(0.75).tp == 2
+
+
+@pytest.mark.parametrize("axes", [(10, 10), (6, 24)])
+def test_a_single_round_or_elongated_cell_is_not_split(axes: tuple[int, int]) -> None:
+    from skimage.draw import ellipse
+
+    truth = np.zeros((40, 64), dtype=np.int32)
+    truth[ellipse(20, 32, *axes)] = 1
+    labels = instances_from_probabilities(ideal_probabilities(truth)[:3], InstanceConfig())
+    assert labels.max() == 1
+
+
+def test_touching_balls_with_a_faint_boundary_are_split_in_3d() -> None:
+    shape = (20, 32, 48)
+    grid = np.indices(shape)
+    truth = np.zeros(shape, dtype=np.int32)
+    for label, centre_x in ((1, 14), (2, 32)):
+        truth[((grid - np.array([10, 16, centre_x])[:, None, None, None]) ** 2).sum(axis=0) <= 9.5**2] = label
+    probabilities = faint_boundary_probabilities(truth)
+    assert instances_from_probabilities(probabilities, InstanceConfig(split_height=0)).max() == 1
+    assert match_instances(truth, instances_from_probabilities(probabilities, InstanceConfig())).at(0.75).tp == 2
