@@ -2,10 +2,12 @@
 
 One case is one system x seed x data set; it runs in its own process (a crash or an out-of-memory kills that case
 only) and its record is appended to the results JSON when it is done, so a long study resumes case by case: a case
-already in the results is skipped unless ``--force``. Run from the repository root::
+already in the results is skipped unless ``--force``; ``--rescore`` scores the cases in the results again from
+their checkpoints (after a post-processing change), keeping their training records. Run from the repository root::
 
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data/dsb2018_train --budget-minutes 20
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data/usiigaci_train --system cellseg --seed 1
+    .venv/bin/python benchmarks/accuracy.py --data ../shared/data/usiigaci_train --rescore
     .venv/bin/python benchmarks/accuracy.py --table        # the markdown tables of what is there
 
 Systems (``--system``, repeatable; default all):
@@ -76,7 +78,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -746,6 +748,7 @@ def load_monai_model(path: Path, device: str) -> LoadedModel:
         in_channels=int(network["in_channels"]),
         spatial_dims=2,
         stride=int(module.network.total_stride),
+        object_diameter=hparams.get("object_diameter"),
     )
 
 
@@ -753,12 +756,15 @@ MAIN = ""
 CELLSEG_INSTANCES = "cellseg instances"
 
 
-def predictor(system: str, checkpoint: Path | None, device: str) -> Callable[[ImageData], dict[str, Labels]]:
+def predictor(
+    system: str, checkpoint: Path | None, device: str, object_diameter: float | None = None
+) -> Callable[[ImageData], dict[str, Labels]]:
     """A function from an image to its instance labels, the system's own way (see the module doc), under ``MAIN``.
 
     For the MONAI systems also under ``CELLSEG_INSTANCES``: the same probabilities through cellseg's
     post-processing (the default ``InstanceConfig``; the 3 classes are the same), which tells the network's share of
-    a difference from the post-processing's.
+    a difference from the post-processing's. Both post-processings scale to the checkpoint's object diameter, or to
+    ``object_diameter`` for a checkpoint written before fitting recorded it (the same median over the training masks).
     """
     if system == DETERMINISTIC:
         return lambda image: {MAIN: otsu_watershed(image.array)}
@@ -770,23 +776,40 @@ def predictor(system: str, checkpoint: Path | None, device: str) -> Callable[[Im
 
     assert checkpoint is not None
     if system == "cellseg":
-        model = load_model(checkpoint, device)
+        model = with_diameter(load_model(checkpoint, device), object_diameter)
         preparation = Preparation.of(model)
         return lambda image: {MAIN: segment_image(model, prepare(image, preparation)).labels}
-    monai_model = load_monai_model(checkpoint, device)
+    monai_model = with_diameter(load_monai_model(checkpoint, device), object_diameter)
+    instances = InstanceConfig().for_diameter(monai_model.object_diameter)
     monai_preparation = Preparation.of(monai_model)
 
     def components(image: ImageData) -> dict[str, Labels]:
         probabilities = predict_probabilities(monai_model, prepare(image, monai_preparation), TileConfig())
         labels: Labels = ndimage.label(probabilities.argmax(axis=0) != 0)[0].astype(np.int32)  # 4-connectivity
-        return {MAIN: labels, CELLSEG_INSTANCES: instances_from_probabilities(probabilities, InstanceConfig())}
+        return {MAIN: labels, CELLSEG_INSTANCES: instances_from_probabilities(probabilities, instances)}
 
     return components
 
 
+def with_diameter(model: LoadedModel, object_diameter: float | None) -> LoadedModel:
+    """``model``, given ``object_diameter`` when its checkpoint has none."""
+    if model.object_diameter is not None or object_diameter is None:
+        return model
+    return replace(model, object_diameter=object_diameter)
+
+
+def training_diameter(data: Path, train_names: Sequence[str]) -> float | None:
+    """The median object diameter of the training split's masks (what ``cellseg fit`` stores in a checkpoint)."""
+    from cellseg.data.object_size import median_object_diameter
+    from cellseg.io import discover_pairs, read_mask
+
+    pairs = {pair.name: pair for pair in discover_pairs(data).pairs}
+    return median_object_diameter(read_mask(pairs[name].mask) for name in train_names)
+
+
 INSTANCES = {
-    "cellseg": "segment_image with the default InstanceConfig (boundary seeds at 0.4, foreground 0.5, objects under "
-    "16 px dropped, holes filled), as cellseg predict",
+    "cellseg": "segment_image with the default InstanceConfig scaled to the model's object diameter (boundary seeds "
+    "at 0.5, foreground 0.5, seeds split at h-maxima, small objects dropped, holes filled), as cellseg predict",
     "monai-AttentionUnet": "connected components (4-connectivity) of argmax != background, nothing removed",
     "monai-UNet": "connected components (4-connectivity) of argmax != background, nothing removed",
     DETERMINISTIC: "Otsu + distance watershed (see the module doc)",
@@ -794,9 +817,14 @@ INSTANCES = {
 
 
 def score_case(
-    system: str, checkpoint: Path | None, data: Path, names: Sequence[str], subsets: dict[str, str]
+    system: str,
+    checkpoint: Path | None,
+    data: Path,
+    names: Sequence[str],
+    subsets: dict[str, str],
+    object_diameter: float | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Score the system on ``names``.
+    """Score the system on ``names`` (``object_diameter``: for checkpoints without one, see ``predictor``).
 
     Returns:
         ``{variant: {subset: aggregate}}`` (``MAIN`` and, for MONAI, ``CELLSEG_INSTANCES``), the main variant's
@@ -811,7 +839,7 @@ def score_case(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
-    segment = predictor(system, checkpoint, device)
+    segment = predictor(system, checkpoint, device, object_diameter)
     pairs = {pair.name: pair for pair in discover_pairs(data).pairs}
     evaluations: dict[str, list[ImageEvaluation]] = {}
     rows = []
@@ -841,6 +869,7 @@ def score_case(
         "images": len(names),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "instances": INSTANCES[system],
+        "object_diameter_fallback": object_diameter,
     }
     return by_variant, rows, record
 
@@ -919,14 +948,23 @@ def run_one(arguments: argparse.Namespace, command: str) -> dict[str, Any]:
         },
     }
     checkpoint = None
-    if system != DETERMINISTIC:
+    if arguments.rescore:  # the case's own training record and checkpoint, scored again with this code
+        previous = next(r for r in load_results(arguments.results) if case_key(r) == case_key(record))
+        if system != DETERMINISTIC:
+            checkpoint = ROOT / previous["training"]["checkpoint"]
+        rescored = {
+            "date": record["date"], "git": record["git"], "command": command, "previous_scores": previous["scores"],
+        }  # fmt: skip
+        record = previous | {"rescored": rescored}
+    elif system != DETERMINISTIC:
         run_dir = runs_dir(arguments.results) / dataset / Path(config).stem / system / f"seed{seed}"
         checkpoint, plan, training, network = train_case(
             config, system, seed, arguments.budget_minutes * 60, data, split, run_dir
         )
         record |= {"plan": plan, "training": training, "network": network}
+    diameter = None if system == DETERMINISTIC else training_diameter(data, split["train"])
     print(f"[{dataset} {system}] scoring {len(names)} validation images ...", flush=True)
-    scores, rows, scoring = score_case(system, checkpoint, data, names, subsets_of(data, dataset))
+    scores, rows, scoring = score_case(system, checkpoint, data, names, subsets_of(data, dataset), diameter)
     variants = {variant: of_variant for variant, of_variant in scores.items() if variant != MAIN}
     return record | {"scoring": scoring, "scores": scores[MAIN], "variant_scores": variants, "per_image": rows}
 
@@ -1187,6 +1225,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-minutes", type=float, default=20.0, help="training wall clock per case")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results JSON (appended to)")
     parser.add_argument("--force", action="store_true", help="run cases already in the results again (replace)")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score cases already in the results again from their checkpoints "
+        "(after a post-processing change; training is kept, the old scores stay under rescored.previous_scores)",
+    )
     parser.add_argument("--table", action="store_true", help="only print the tables of the results")
     parser.add_argument("--json-table", action="store_true", help="only print the tables, as JSON")
     parser.add_argument("--config", type=Path, help="training config (default: configs/DATASET.yaml); a tuning variant")
@@ -1229,7 +1273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             None if seed is None else config_of(arguments, dataset),
         )  # fmt: skip
         done = [r for r in load_results(arguments.results) if case_key(r) == key]
-        if done and not arguments.force:
+        if arguments.rescore and not done:
+            print(f"{dataset} {system} seed {seed}: not in {relative(arguments.results)}; nothing to rescore")
+            continue
+        if done and not arguments.force and not arguments.rescore:
             print(f"{dataset} {system} seed {seed}: in {relative(arguments.results)} already (--force reruns)")
             continue
         with tempfile.TemporaryDirectory(prefix="cellseg-accuracy-") as scratch:
@@ -1240,6 +1287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--results", str(arguments.results), "--record-to", str(record_path),
                 *(["--limit-val", str(arguments.limit_val)] if arguments.limit_val else []),
                 *(["--config", str(arguments.config.resolve())] if arguments.config else []),
+                *(["--rescore"] if arguments.rescore else []),
             ]  # fmt: skip
             print(f"=== {dataset} {system} seed {seed}", flush=True)
             returncode = subprocess.run(command, cwd=ROOT).returncode

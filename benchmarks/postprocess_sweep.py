@@ -35,6 +35,7 @@ FOREGROUND_THRESHOLDS = (0.5, 0.6)  # 0.4-0.6 moved F1@0.5 by under 0.01 on DSB2
 SEED_THRESHOLDS = {"boundary": (0.4, 0.5, 0.6, 0.7, 0.8), "distance": (0.4, 0.5, 0.6, 0.7)}
 SPLIT_HEIGHTS = (0.0, 1.0, 1.5, 2.0)
 MIN_SEED_SIZES = (8,)  # the default only: keeps the grid at 40 boundary settings (~7 minutes on 2 cores)
+MIN_SIZES = (16,)  # the default only
 
 
 def cached_probabilities(checkpoint: Path, data: Path, names: list[str], cache_dir: Path) -> dict[str, Any]:
@@ -65,20 +66,31 @@ def cached_probabilities(checkpoint: Path, data: Path, names: list[str], cache_d
     return probabilities
 
 
-def settings(methods: tuple[str, ...] = METHODS) -> list[dict[str, Any]]:
-    """The grid: every method x foreground threshold x seed threshold x seed split height x smallest seed."""
+def settings(
+    methods: tuple[str, ...] = METHODS,
+    split_heights: tuple[float, ...] = SPLIT_HEIGHTS,
+    min_seed_sizes: tuple[int, ...] = MIN_SEED_SIZES,
+    min_sizes: tuple[int, ...] = MIN_SIZES,
+) -> list[dict[str, Any]]:
+    """The grid: every method x foreground threshold x seed threshold x split height x smallest seed x object."""
     return [
         {"method": method, "foreground_threshold": foreground, "seed_threshold": seed, "split_height": height,
-         "min_seed_size": min_seed}
+         "min_seed_size": min_seed, "min_size": min_size}
         for method in methods
-        for foreground, seed, height, min_seed in itertools.product(
-            FOREGROUND_THRESHOLDS, SEED_THRESHOLDS[method], SPLIT_HEIGHTS, MIN_SEED_SIZES
+        for foreground, seed, height, min_seed, min_size in itertools.product(
+            FOREGROUND_THRESHOLDS, SEED_THRESHOLDS[method], split_heights, min_seed_sizes, min_sizes
         )
     ]  # fmt: skip
 
 
-def sweep(probabilities: dict[str, Any], truths: dict[str, Any], subsets: dict[str, str]) -> list[dict[str, Any]]:
-    """Score every setting; one row per setting with mean-over-images metrics for ``all`` and each subset."""
+def sweep(
+    probabilities: dict[str, Any], truths: dict[str, Any], subsets: dict[str, str], grid: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Score every setting; one row per setting with mean-over-images metrics for ``all`` and each subset.
+
+    ``grid`` holds keyword arguments of ``settings`` other than ``methods`` (the split heights, smallest seeds and
+    objects); the defaults where it is ``None``.
+    """
     from cellseg.evaluation.matching import match_instances
     from cellseg.evaluation.scoring import ImageEvaluation
     from cellseg.evaluation.summary import summarise
@@ -86,7 +98,7 @@ def sweep(probabilities: dict[str, Any], truths: dict[str, Any], subsets: dict[s
 
     has_distance = len(next(iter(probabilities.values()))) > DISTANCE_CHANNEL
     rows = []
-    for setting in settings(METHODS if has_distance else ("boundary",)):
+    for setting in settings(METHODS if has_distance else ("boundary",), **(grid or {})):
         config = InstanceConfig(**setting)
         evaluations = [
             ImageEvaluation(
@@ -105,10 +117,10 @@ def sweep(probabilities: dict[str, Any], truths: dict[str, Any], subsets: dict[s
 
 def markdown(rows: list[dict[str, Any]], subsets: list[str]) -> str:
     """Rows as a markdown table: the setting, then Dice / F1@0.5 / F1@0.75 / PQ@0.5 per subset."""
-    header = "| seeds | foreground | seed thr. | split height | min seed | " + " | ".join(
+    header = "| seeds | foreground | seed thr. | split height | min seed | min size | " + " | ".join(
         f"{subset} Dice | {subset} F1@0.5 | {subset} F1@0.75 | {subset} PQ" for subset in subsets
     )
-    lines = [header + " |", "|---|---|---|---|---|" + "---|---|---|---|" * len(subsets)]
+    lines = [header + " |", "|---|---|---|---|---|---|" + "---|---|---|---|" * len(subsets)]
     for row in rows:
         s = row["setting"]
         cells = " | ".join(
@@ -117,7 +129,7 @@ def markdown(rows: list[dict[str, Any]], subsets: list[str]) -> str:
         )
         lines.append(
             f"| {s['method']} | {s['foreground_threshold']} | {s['seed_threshold']} | {s.get('split_height', 0.0)} | "
-            f"{s['min_seed_size']} | {cells} |"
+            f"{s['min_seed_size']} | {s.get('min_size', 16)} | {cells} |"
         )
     return "\n".join(lines)
 
@@ -129,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "dsb2018_train")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "postprocess_sweep.json")
     parser.add_argument("--top", type=int, default=15, help="rows printed (all are written)")
+    parser.add_argument("--split-heights", type=float, nargs="+", default=SPLIT_HEIGHTS, help="pixels; 0 = off")
+    parser.add_argument("--min-seed-sizes", type=int, nargs="+", default=MIN_SEED_SIZES, help="pixels")
+    parser.add_argument("--min-sizes", type=int, nargs="+", default=MIN_SIZES, help="smallest object, pixels")
     arguments = parser.parse_args(argv)
     from cellseg.io import discover_pairs, read_mask
 
@@ -143,7 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     predicted = time.perf_counter()
     pairs = {pair.name: pair for pair in discover_pairs(arguments.data).pairs}
     truths = {name: read_mask(pairs[name].mask) for name in names}
-    rows = sweep(probabilities, truths, {name: subsets[name] for name in names})
+    grid = {
+        "split_heights": tuple(arguments.split_heights), "min_seed_sizes": tuple(arguments.min_seed_sizes),
+        "min_sizes": tuple(arguments.min_sizes),
+    }  # fmt: skip
+    rows = sweep(probabilities, truths, {name: subsets[name] for name in names}, grid)
     record = {
         "dataset": dataset, "checkpoint": str(arguments.checkpoint), "images": len(names),
         "predict_seconds": predicted - started, "sweep_seconds": time.perf_counter() - predicted, "rows": rows,

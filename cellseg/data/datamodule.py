@@ -15,6 +15,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from cellseg.data.dataset import LoadedSample, PatchDataset, Sample, WholeImageDataset, load_pairs
+from cellseg.data.object_size import median_object_diameter
 from cellseg.io import DatasetError, ImagePair, discover_pairs
 
 SPLIT_FILE = "split.json"
@@ -58,7 +59,8 @@ class CellDataModule(L.LightningDataModule):
     Every image is decoded once, normalised by percentiles and converted to ``in_channels`` in ``setup``, then kept
     in memory; training draws random patches (mostly centred on cells), validation takes whole images. Pairs that
     cannot be used are skipped with a one-line warning each (listed in ``skipped``). The split is written to
-    ``split.json`` in the run's log folder.
+    ``split.json`` in the run's log folder. ``object_diameter`` is the training masks' median object diameter
+    (pixels), which the model stores for its post-processing.
 
     With ``exclude`` (a ``review.csv`` exported by ``cellseg review``), images decided ``reject`` or ``needs-fix``
     are left out of training and validation; ``split.json`` lists them under ``excluded`` and the ``needs-fix``
@@ -112,6 +114,7 @@ class CellDataModule(L.LightningDataModule):
         self.val_samples: list[LoadedSample] = []
         self.skipped: list[str] = []
         self.excluded: list[dict[str, str]] = []
+        self.object_diameter: float | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Discover, split, decode and cache the data set (once)."""
@@ -142,6 +145,7 @@ class CellDataModule(L.LightningDataModule):
         by_name = {s.name: s for s in samples}
         self.train_samples = [by_name[n] for n in train_names]
         self.val_samples = [by_name[n] for n in val_names]
+        self.object_diameter = median_object_diameter(sample.labels for sample in self.train_samples)
         self._write_split(discovery.pairs, train_names, val_names)
 
     def _leave_out_excluded(self, pairs: Sequence[ImagePair]) -> list[ImagePair]:
@@ -193,6 +197,7 @@ class CellDataModule(L.LightningDataModule):
             "validation": val_names,
             "skipped": self.skipped,
             "pairs": len(pairs),
+            "object_diameter": self.object_diameter,
         }
         if self.hparams["exclude"]:
             by_name = {pair.name: pair for pair in pairs}

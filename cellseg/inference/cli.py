@@ -56,10 +56,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> None
     instances.add_argument(
         "--split-height",
         type=float,
-        default=1.5,
-        help="split seeds at distance maxima this many pixels high; 0 keeps them whole (default: 1.5)",
+        help="split seeds at distance maxima this many pixels high; 0 keeps them whole (default: 1.5 at the model's "
+        "object diameter of 15 px, scaled to its own)",
     )
-    instances.add_argument("--min-size", type=int, default=16, help="drop objects with fewer pixels (default: 16)")
+    instances.add_argument(
+        "--min-size",
+        type=int,
+        help="drop objects with fewer pixels (default: 16 at an object diameter of 15 px, "
+        "scaled by area to the model's)",
+    )
     instances.add_argument("--no-fill-holes", action="store_true", help="keep holes inside objects")
     instances.add_argument("--remove-border", action="store_true", help="drop objects touching the image border")
 

@@ -17,17 +17,23 @@ In both, the cells' extent is where the background probability is below ``1 - fo
 that extent the flooding does not reach (a cell without a seed) becomes an object of its own. Then holes are
 filled per object, objects under ``min_size`` pixels dropped and, optionally, objects touching the image border.
 Works for 2D ``(H, W)`` and 3D ``(D, H, W)`` alike.
+
+The size settings (smallest seed, split height, smallest object) are tuned for objects of ``REFERENCE_DIAMETER``
+pixels and scale with the model's typical object diameter (the median over its training masks, which ``cellseg fit``
+stores in the checkpoint), as Cellpose scales to its ``diameter``: heights by the diameter ratio, sizes by its
+square (cube in 3D). Given explicitly, a setting is used as it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
-from skimage.morphology import h_maxima
+from skimage.morphology import local_maxima as regional_maxima
+from skimage.morphology import reconstruction
 from skimage.segmentation import clear_border, relabel_sequential, watershed
 
 from cellseg.data.targets import TargetClass
@@ -39,6 +45,14 @@ DISTANCE_CHANNEL = len(TargetClass)
 # 20-minute model: boundary seeds split by shape peaked at 0.5 of 0.4-0.8; benchmarks/target_study.py: distance
 # seeds at 0.6 of 0.2-0.6).
 DEFAULT_SEED_THRESHOLDS: dict[str, float] = {"boundary": 0.5, "distance": 0.6}
+# The size settings below were tuned on DSB2018 nuclei, whose training split's median object diameter (that of a
+# disc of the object's area) is 15.2 px; on Usiigaci's whole cells (48 px) the scaled values (split height 4.8 px,
+# smallest seed 82 px) sit between the best of benchmarks/postprocess_sweep.py's grid (6 px, 100 px: F1@0.5 0.79)
+# and the unscaled ones (1.5 px, 8 px: 0.63).
+REFERENCE_DIAMETER = 15.0
+DEFAULT_MIN_SEED_SIZE = 8.0  # pixels at REFERENCE_DIAMETER
+DEFAULT_SPLIT_HEIGHT = 1.5  # pixels at REFERENCE_DIAMETER
+DEFAULT_MIN_SIZE = 16.0  # pixels at REFERENCE_DIAMETER
 
 
 @dataclass(frozen=True)
@@ -50,26 +64,58 @@ class InstanceConfig:
             needs a model trained with ``distance_head``).
         foreground_threshold: a pixel belongs to a cell where ``1 - P(background)`` exceeds this.
         seed_threshold: a pixel belongs to a seed where the interior probability (or the distance) exceeds this.
-        min_seed_size: seeds with fewer pixels are dropped (specks that would split a cell in two).
+        min_seed_size: seeds with fewer pixels are dropped (specks that would split a cell in two); ``None``:
+            ``DEFAULT_MIN_SEED_SIZE`` scaled to ``object_diameter``.
         split_height: split each seed at the maxima of its distance transform that rise this many pixels above the
-            saddle between them; 0 keeps seeds whole. 1.5 lifted DSB2018 F1@0.5 from 0.78 to 0.85 (mean over
-            validation images); raise it (or set 0) for large, irregular cells that it would cut.
+            saddle between them; 0 keeps seeds whole; ``None``: ``DEFAULT_SPLIT_HEIGHT`` scaled to
+            ``object_diameter``. 1.5 lifted DSB2018 F1@0.5 from 0.78 to 0.85 (mean over validation images).
         split_sigma: Gaussian smoothing (pixels) of the distance transform before its maxima are found; without it,
             the pixel grid's ragged edges make spurious maxima.
-        min_size: objects with fewer pixels are dropped.
+        min_size: objects with fewer pixels are dropped; ``None``: ``DEFAULT_MIN_SIZE`` scaled to
+            ``object_diameter``.
         fill_holes: fill each object's holes.
         remove_border: drop objects touching the image border.
+        object_diameter: the typical object diameter in pixels the size settings left at ``None`` scale to;
+            ``None``: ``REFERENCE_DIAMETER`` (no scaling).
     """
 
     method: SeedMethod = "boundary"
     foreground_threshold: float = 0.5
     seed_threshold: float = 0.5
-    min_seed_size: int = 8
-    split_height: float = 1.5
+    min_seed_size: int | None = None
+    split_height: float | None = None
     split_sigma: float = 1.0
-    min_size: int = 16
+    min_size: int | None = None
     fill_holes: bool = True
     remove_border: bool = False
+    object_diameter: float | None = None
+
+    @property
+    def scale(self) -> float:
+        """``object_diameter / REFERENCE_DIAMETER`` (1 without a diameter)."""
+        return (self.object_diameter or REFERENCE_DIAMETER) / REFERENCE_DIAMETER
+
+    def seed_pixels(self, spatial_dims: int) -> int:
+        """The smallest seed kept, in pixels (voxels in 3D)."""
+        if self.min_seed_size is not None:
+            return self.min_seed_size
+        return max(1, round(DEFAULT_MIN_SEED_SIZE * self.scale**spatial_dims))
+
+    def split_pixels(self) -> float:
+        """The split height in pixels (0: seeds are not split)."""
+        return self.split_height if self.split_height is not None else DEFAULT_SPLIT_HEIGHT * self.scale
+
+    def object_pixels(self, spatial_dims: int) -> int:
+        """The smallest object kept, in pixels (voxels in 3D)."""
+        if self.min_size is not None:
+            return self.min_size
+        return max(1, round(DEFAULT_MIN_SIZE * self.scale**spatial_dims))
+
+    def for_diameter(self, object_diameter: float | None) -> InstanceConfig:
+        """This config scaled to a model's ``object_diameter``, unless it has a diameter of its own already."""
+        if self.object_diameter is not None or object_diameter is None:
+            return self
+        return replace(self, object_diameter=float(object_diameter))
 
 
 def instances_from_probabilities(probabilities: npt.NDArray[np.floating], config: InstanceConfig) -> Labels:
@@ -107,9 +153,9 @@ def instances_from_probabilities(probabilities: npt.NDArray[np.floating], config
         )
     cells = probabilities[TargetClass.BACKGROUND] < 1.0 - config.foreground_threshold
     relief = probabilities[TargetClass.INTERIOR if config.method == "boundary" else DISTANCE_CHANNEL]
-    seeds = _seeds(cells & (relief > config.seed_threshold), config.min_seed_size)
-    if config.split_height > 0:
-        seeds = split_seeds(seeds, config.split_height, config.split_sigma)
+    seeds = _seeds(cells & (relief > config.seed_threshold), config.seed_pixels(cells.ndim))
+    if config.split_pixels() > 0:
+        seeds = split_seeds(seeds, config.split_pixels(), config.split_sigma)
     labels: Labels = watershed(-relief, seeds, mask=cells).astype(np.int32)
     unseeded, _ = ndimage.label(cells & (labels == 0))
     labels[unseeded > 0] = unseeded[unseeded > 0] + labels.max()
@@ -128,9 +174,10 @@ def clean_instances(labels: Labels, config: InstanceConfig) -> Labels:
     """
     if config.fill_holes:
         labels = _fill_holes_per_object(labels)
-    if config.min_size > 1:
+    min_size = config.object_pixels(labels.ndim)
+    if min_size > 1:
         areas = np.bincount(labels.ravel())
-        too_small = np.flatnonzero(areas < config.min_size)
+        too_small = np.flatnonzero(areas < min_size)
         labels[np.isin(labels, too_small[too_small > 0])] = 0
     if config.remove_border:
         labels = clear_border(labels)
@@ -184,7 +231,11 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
             continue
         own = seeds[box] == label
         relief = np.where(own, distance[box], 0.0)
-        markers, count = ndimage.label(h_maxima(relief, height).astype(bool) & own)
+        # the h-maxima: regional maxima of the relief lowered by ``height`` and rebuilt under itself, so two equal
+        # peaks joined by a saddle less than ``height`` below them make one plateau, one marker (skimage's
+        # ``h_maxima`` marks each of two equal peaks, however shallow the saddle between them)
+        lowered = reconstruction(relief - height, relief, method="dilation")
+        markers, count = ndimage.label(regional_maxima(lowered) & own)
         if count < 2:
             continue
         pieces = watershed(-relief, markers, mask=own)

@@ -37,6 +37,8 @@ class LoadedModel:
         in_channels: channels the network takes.
         spatial_dims: 2 or 3.
         stride: the network's total downsampling factor; tile sides must be multiples of it.
+        object_diameter: the median object diameter (pixels) of the training masks, which the post-processing's
+            size settings scale to; ``None`` for checkpoints that do not record it.
     """
 
     module: SegmentationModule
@@ -49,6 +51,7 @@ class LoadedModel:
     in_channels: int
     spatial_dims: int
     stride: int
+    object_diameter: float | None = None
 
     @property
     def has_distance(self) -> bool:
@@ -110,4 +113,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         in_channels=module.network.in_channels,
         spatial_dims=spatial_dims,
         stride=module.network.total_stride,
+        object_diameter=module.hparams.get("object_diameter"),
     )

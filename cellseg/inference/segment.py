@@ -107,13 +107,15 @@ def segment_image(
         model: the loaded model.
         prepared: ``(C, *S)`` float32 from ``prepare_image``.
         tiles: sliding-window settings.
-        instances: post-processing settings; ``remove_border`` refers to the image's border.
+        instances: post-processing settings; ``remove_border`` refers to the image's border. Size settings left
+            at ``None`` scale to the model's object diameter.
         blocks: block size and margin.
 
     Returns:
         Labels, foreground probability and per-object statistics.
     """
-    tiles, instances, blocks = tiles or TileConfig(), instances or InstanceConfig(), blocks or BlockConfig()
+    tiles, blocks = tiles or TileConfig(), blocks or BlockConfig()
+    instances = (instances or InstanceConfig()).for_diameter(model.object_diameter)
     shape = prepared.shape[1:]
     labels = np.zeros(shape, dtype=np.int32)
     foreground = np.zeros(shape, dtype=np.float16)

@@ -62,6 +62,9 @@ class SegmentationModule(L.LightningModule):
         instance_metrics: also log instance scores of the validation images (``val/f1@0.5``, ``val/f1@0.75``,
             ``val/dsb_score``, ``val/pq@0.5``; the post-processing and matching of ``cellseg predict`` and
             ``cellseg evaluate``), at some CPU cost per validation image.
+        object_diameter: the typical object diameter in pixels, which the post-processing's size settings scale to
+            (``InstanceConfig``); ``None``: measured at the start of fitting as the median over the training masks
+            (``CellDataModule.object_diameter``) and stored in the checkpoint.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class SegmentationModule(L.LightningModule):
         distance_head: bool = True,
         distance_loss_weight: float = 1.0,
         instance_metrics: bool = True,
+        object_diameter: float | None = None,
     ) -> None:
         super().__init__()
         self.output_names = CLASS_NAMES + [DISTANCE_NAME] * distance_head
@@ -130,6 +134,15 @@ class SegmentationModule(L.LightningModule):
         if self.hparams["distance_head"]:
             targets["distance"] = distance_target_batch(label)
         return {**batch, "image": image, "label": label, **targets}
+
+    def on_fit_start(self) -> None:
+        """Take the training masks' median object diameter when none was given; scale validation instances to it."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        measured = getattr(datamodule, "object_diameter", None)
+        if self.hparams["object_diameter"] is None and measured is not None:
+            self.hparams["object_diameter"] = float(measured)
+        if self.val_instances is not None:
+            self.val_instances.instances = self.val_instances.instances.for_diameter(self.hparams["object_diameter"])
 
     def on_train_start(self) -> None:
         """Forget validation counts from the sanity check, so the first epoch's numbers are its own."""

@@ -34,3 +34,15 @@ def test_every_setting_is_scored_and_the_ranking_is_by_f1() -> None:
     table = sweep_module.markdown(rows[:2], ["all", "fluorescence"])
     assert table.count("\n") == 3
     assert "fluorescence F1@0.5" in table
+
+
+def test_the_grid_spans_the_given_split_heights_seeds_and_object_sizes() -> None:
+    probabilities, truth = two_touching_cells()
+    grid = {"split_heights": (0.0, 4.0), "min_seed_sizes": (8, 64), "min_sizes": (16, 400)}
+    rows = sweep_module.sweep({"a": probabilities[:3]}, {"a": truth}, {"a": "phase"}, grid)
+    boundary_settings = len(sweep_module.FOREGROUND_THRESHOLDS) * len(sweep_module.SEED_THRESHOLDS["boundary"])
+    assert len(rows) == boundary_settings * 2 * 2 * 2  # no distance channel: boundary seeds only
+    assert {row["setting"]["min_size"] for row in rows} == {16, 400}
+    too_big = [row for row in rows if row["setting"]["min_size"] == 400]
+    assert all(row["scores"]["all"]["f1_50"] == 0.0 for row in too_big)  # both 256 px cells dropped
+    assert "| min size |" in sweep_module.markdown(rows[:1], ["all"])

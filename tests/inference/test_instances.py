@@ -136,3 +136,32 @@ def test_touching_balls_with_a_faint_boundary_are_split_in_3d() -> None:
     probabilities = faint_boundary_probabilities(truth)
     assert instances_from_probabilities(probabilities, InstanceConfig(split_height=0)).max() == 1
     assert match_instances(truth, instances_from_probabilities(probabilities, InstanceConfig())).at(0.75).tp == 2
+
+
+def test_size_settings_scale_with_the_object_diameter_unless_given() -> None:
+    from cellseg.inference.instances import REFERENCE_DIAMETER
+
+    reference = InstanceConfig()
+    assert (reference.split_pixels(), reference.seed_pixels(2), reference.object_pixels(2)) == (1.5, 8, 16)
+    twice = reference.for_diameter(2 * REFERENCE_DIAMETER)
+    assert (twice.split_pixels(), twice.seed_pixels(2), twice.object_pixels(2)) == (3.0, 32, 64)
+    assert (twice.seed_pixels(3), twice.object_pixels(3)) == (64, 128)  # volumes scale by the cube
+    explicit = InstanceConfig(split_height=0.0, min_size=5).for_diameter(2 * REFERENCE_DIAMETER)
+    assert (explicit.split_pixels(), explicit.object_pixels(2), explicit.seed_pixels(2)) == (0.0, 5, 32)
+    assert twice.for_diameter(REFERENCE_DIAMETER) == twice  # a config's own diameter wins over a model's
+    assert reference.for_diameter(None) == reference
+
+
+def lobed_cell() -> np.ndarray:
+    """One cell of two overlapping discs (radius 25, centres 26 px apart): a large cell with a broad waist."""
+    truth = np.zeros((64, 112), dtype=np.int32)
+    truth[disk((32, 43), 25, shape=truth.shape)] = 1
+    truth[disk((32, 69), 25, shape=truth.shape)] = 1
+    return truth
+
+
+def test_a_large_lobed_cell_is_kept_whole_at_its_own_scale() -> None:
+    probabilities = ideal_probabilities(lobed_cell())[:3]
+    assert instances_from_probabilities(probabilities, InstanceConfig()).max() == 2  # nucleus-sized settings cut it
+    at_scale = InstanceConfig(object_diameter=60.0)
+    assert instances_from_probabilities(probabilities, at_scale).max() == 1

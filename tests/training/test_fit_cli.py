@@ -51,11 +51,22 @@ def test_fit_from_the_command_line_saves_a_self_describing_checkpoint(dataset: P
     split = json.loads((tmp_path / "split.json").read_text())
     assert len(split["train"]) == 3
     assert len(split["validation"]) == 1
+    # the training masks' median object diameter, stored for the post-processing to scale to
+    from cellseg.data.object_size import median_object_diameter
+    from cellseg.io import discover_pairs, read_mask
+
+    pairs = {pair.name: pair for pair in discover_pairs(dataset).pairs}
+    measured = median_object_diameter(read_mask(pairs[name].mask) for name in split["train"])
+    assert measured is not None
+    assert 4 < measured < 40
+    assert split["object_diameter"] == pytest.approx(measured)
+    assert hyperparameters["object_diameter"] == pytest.approx(measured)
     module = SegmentationModule.load_from_checkpoint(best, weights_only=True, map_location="cpu")
     assert module.network.channels == (4, 8)
     loaded = load_model(best)  # what cellseg predict does
     assert loaded.tile_size == (32, 32)
     assert loaded.output_names == ["background", "interior", "boundary", "distance"]
+    assert loaded.object_diameter == pytest.approx(measured)
 
 
 def test_a_run_logs_to_csv_and_tensorboard_and_draws_its_curves(dataset: Path, tmp_path: Path) -> None:
