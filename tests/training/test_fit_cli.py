@@ -88,9 +88,11 @@ def test_resume_from_last_continues_the_run(dataset: Path, tmp_path: Path) -> No
 
 
 def test_configs_parse(tmp_path: Path) -> None:
-    for config in ("default.yaml", "demo.yaml", "demo3d.yaml", "dsb2018.yaml", "usiigaci.yaml"):
+    configs = sorted(CONFIGS.glob("*.yaml"))
+    assert {c.name for c in configs} >= {"default.yaml", "demo.yaml", "dsb2018.yaml", "usiigaci.yaml"}
+    for config in configs:
         with pytest.raises(SystemExit) as exit_info:
-            run_fit(["--config", str(CONFIGS / config), "--print_config"])
+            run_fit(["--config", str(config), "--print_config"])
         assert exit_info.value.code == 0
 
 
