@@ -6,9 +6,11 @@ Measured per (system, image size), each case in its own process so that its peak
   4096 px with a 128 px margin, so memory stays bounded): tiled, Gaussian-blended probabilities, then instances.
 * ``cellseg-probabilities``: ``predict_probabilities`` on the whole image, no instance step; the gap to
   ``cellseg`` is the share of post-processing (instances, block margins).
-* ``monai-AttentionUnet``: what a MONAI user gets: MONAI's ``AttentionUnet`` at the same widths in eval mode through
-  ``monai.inferers.sliding_window_inference`` (same tile, overlap 0.25, 4 tiles per batch, Gaussian blending, output
-  on the CPU), then a softmax; no instance step. Ratios in the table are to this system at the same size.
+* ``monai-AttentionUnet``: what a MONAI user gets: MONAI's ``AttentionUnet`` at ``--monai-channels`` (default: the
+  cellseg model's widths; a fast cellseg variant is compared with MONAI at the widths it was benchmarked at) in eval
+  mode through ``monai.inferers.sliding_window_inference`` (same tile, overlap 0.25, 4 tiles per batch, Gaussian
+  blending, output on the CPU), then a softmax; no instance step. Ratios in the table are to this system at the same
+  size.
 * ``monai-AttentionUnet-channels-last``: the same, with the network's weights and input in NHWC memory format, as
   cellseg's 2D network runs (1.3-1.9x on a CPU): what MONAI's network would give with cellseg's layout, so that the
   gap to ``cellseg`` is the architecture's and the pipeline's, not the memory format's.
@@ -36,6 +38,7 @@ settings) case; a rerun skips cases already there (``--force`` remeasures)::
     .venv/bin/python benchmarks/predict_throughput.py --sizes 2048 10000
     .venv/bin/python benchmarks/predict_throughput.py --device cuda --precision bf16
     .venv/bin/python benchmarks/predict_throughput.py --checkpoint runs/dsb/best.ckpt --sizes 2048
+    .venv/bin/python benchmarks/predict_throughput.py --checkpoint runs/fast.ckpt --monai-channels 16 32 64 128 256
 """
 
 from __future__ import annotations
@@ -232,18 +235,20 @@ def measure(
     precision: str,
     tile: int,
     repeats: int,
+    monai_channels: list[int] | None = None,
 ) -> dict[str, Any]:
     """Time ``system`` on a ``side`` x ``side`` image in this process; return its record.
 
     Args:
         system: one of ``SYSTEMS``.
         side: the square image's side in pixels.
-        checkpoint: the cellseg checkpoint (its widths are also MONAI's).
+        checkpoint: the cellseg checkpoint (its widths are also MONAI's unless ``monai_channels``).
         sample_path: ``.npy`` of the ``uint16`` synthetic field tiled across the image.
         device_name: ``cpu`` or ``cuda``.
         precision: ``32`` or ``bf16`` (GPU only).
         tile: tile side in pixels.
         repeats: timed passes; the median is reported.
+        monai_channels: MONAI's widths, finest first; ``None``: the cellseg model's.
 
     Returns:
         Seconds, megapixels/s, memory, objects and the settings, as plain data.
@@ -251,7 +256,10 @@ def measure(
     device = torch.device(device_name)
     model = load_model(checkpoint, device)
     channels = [int(width) for width in model.module.hparams["network"]["channels"]]
-    monai = monai_network(channels, device, system == REFERENCE_NHWC) if system.startswith(REFERENCE) else None
+    is_monai = system.startswith(REFERENCE)
+    if is_monai:
+        channels = monai_channels or channels
+    monai = monai_network(channels, device, system == REFERENCE_NHWC) if is_monai else None
     tiles = TileConfig(tile_size=(tile, tile), overlap=OVERLAP, batch_size=BATCH, precision=precision)
     model_rss = current_rss_mb()
     sample: npt.NDArray[np.uint16] = np.load(sample_path)
@@ -320,6 +328,7 @@ def run_case_in_subprocess(
         sys.executable, __file__, "--one", f"{system}:{side}", "--checkpoint", str(checkpoint),
         "--sample", str(sample_path), "--device", arguments.device, "--precision", arguments.precision,
         "--tile", str(tile), "--repeats", str(repeats_for(side, arguments.repeats)),
+        *(["--monai-channels", *map(str, arguments.monai_channels)] if arguments.monai_channels else []),
     ]  # fmt: skip
     completed = subprocess.run(command, check=False, capture_output=True, text=True)
     if completed.returncode != 0:
@@ -393,6 +402,8 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("32", "bf16"), default="32", help="bf16 autocast (GPU only)")
     parser.add_argument("--channels", type=int, nargs="+", default=CHANNELS, help="widths of the random-init models")
+    parser.add_argument("--monai-channels", type=int, nargs="+",
+                        help="MONAI AttentionUnet's widths (default: the cellseg model's)")  # fmt: skip
     parser.add_argument("--tile", type=int, help=f"tile side (default: the checkpoint's patch size, {TILE})")
     parser.add_argument("--repeats", type=int, help="timed passes per case (default: 3 up to 2048 px, 1 above)")
     parser.add_argument("--naive-max", type=int, default=2048, help="largest size the naive pass is run at")
@@ -410,7 +421,7 @@ def main() -> None:
     if arguments.one:
         system, side = arguments.one.rsplit(":", 1)
         record = measure(system, int(side), arguments.checkpoint, arguments.sample, arguments.device,
-                         arguments.precision, arguments.tile, arguments.repeats)  # fmt: skip
+                         arguments.precision, arguments.tile, arguments.repeats, arguments.monai_channels)  # fmt: skip
         print(json.dumps(record))
         return
     results: Path = arguments.results
@@ -424,14 +435,16 @@ def main() -> None:
             )
         model = load_model(checkpoint)
         channels = [int(width) for width in model.module.hparams["network"]["channels"]]
+        monai_channels: list[int] = arguments.monai_channels or channels
         tile = arguments.tile or model.tile_size[0]
         sample_path = Path(scratch) / "sample.npy"
         nuclei = SyntheticConfig(shape=(SAMPLE_SIDE, SAMPLE_SIDE), n_nuclei=SAMPLE_NUCLEI)
         np.save(sample_path, generate_sample(nuclei, seed=0).image)
 
         def same_settings(r: dict[str, Any]) -> bool:
+            widths = monai_channels if r["system"].startswith(REFERENCE) else channels
             return bool(
-                r["device"].startswith(device) and r["model"] == label and r["channels"] == channels
+                r["device"].startswith(device) and r["model"] == label and r["channels"] == widths
                 and r["tile"] == tile and r["precision"] == arguments.precision
             )  # fmt: skip
 
@@ -453,8 +466,8 @@ def main() -> None:
                 temporary.write_text(json.dumps(records, indent=1))
                 temporary.replace(results)
     rows = [r for r in records if same_settings(r)]
-    print(f"model: {label}; widths {channels}; tile {tile}, overlap {OVERLAP}, batch {BATCH}; "
-          f"precision {arguments.precision}")  # fmt: skip
+    print(f"model: {label}; widths {channels} (MONAI {monai_channels}); tile {tile}, overlap {OVERLAP}, "
+          f"batch {BATCH}; precision {arguments.precision}")  # fmt: skip
     print_table(rows, sorted(set(arguments.sizes)), arguments.naive_max, arguments.device == "cuda")
 
 

@@ -26,6 +26,7 @@ square (cube in 3D). Given explicitly, a setting is used as it is.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -53,6 +54,7 @@ REFERENCE_DIAMETER = 15.0
 DEFAULT_MIN_SEED_SIZE = 8.0  # pixels at REFERENCE_DIAMETER
 DEFAULT_SPLIT_HEIGHT = 1.5  # pixels at REFERENCE_DIAMETER
 DEFAULT_MIN_SIZE = 16.0  # pixels at REFERENCE_DIAMETER
+GAUSSIAN_TRUNCATE = 4.0  # the split's smoothing reaches this many sigmas (scipy's default)
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ def clean_instances(labels: Labels, config: InstanceConfig) -> Labels:
         int32 labels ``S``, numbered without gaps.
     """
     if config.fill_holes:
-        labels = _fill_holes_per_object(labels)
+        labels = _fill_enclosed_holes(labels)
     min_size = config.object_pixels(labels.ndim)
     if min_size > 1:
         areas = np.bincount(labels.ravel())
@@ -181,8 +183,7 @@ def clean_instances(labels: Labels, config: InstanceConfig) -> Labels:
         labels[np.isin(labels, too_small[too_small > 0])] = 0
     if config.remove_border:
         labels = clear_border(labels)
-    relabelled: Labels = relabel_sequential(labels)[0].astype(np.int32)
-    return relabelled
+    return renumber(labels)
 
 
 def _seeds(candidates: npt.NDArray[np.bool_], min_seed_size: int) -> Labels:
@@ -198,11 +199,13 @@ def _seeds(candidates: npt.NDArray[np.bool_], min_seed_size: int) -> Labels:
 def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
     """Split every seed at the regional maxima of its own smoothed distance transform (h-maxima of ``height``).
 
-    Only seeds whose smoothed distance has more than one local maximum are examined (most are single blobs), each
-    in its bounding box; their pieces are the watershed of the distance from those maxima.
+    Each seed is measured on its own, in its bounding box (with room for the smoothing): its Euclidean distance to
+    the nearest pixel outside it (exactly what a distance transform of all seeds gives there, since seeds do not
+    touch), smoothed, and zero outside it, so a neighbour's shape never moves its maxima. A seed with more than one
+    local maximum is then split at its h-maxima; its pieces are the watershed of the distance from them.
 
     Args:
-        seeds: int32 seed labels ``S`` (2D or 3D), 0 = no seed.
+        seeds: int32 seed labels ``S`` (2D or 3D), 0 = no seed; distinct seeds do not touch (face connectivity).
         height: how far (pixels) a maximum must rise above the saddle to its neighbour to become a seed of its own.
         sigma: Gaussian smoothing (pixels) of the distance transform; 0 for none.
 
@@ -216,21 +219,21 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
         >>> int(split_seeds(seeds, height=1.0).max())
         2
     """
-    inside = seeds > 0
-    distance = ndimage.distance_transform_edt(inside)
-    if sigma > 0:
-        distance = ndimage.gaussian_filter(distance, sigma)
-    distance[~inside] = 0.0
-    local_maxima, _ = ndimage.label(inside & (distance == ndimage.maximum_filter(distance, size=3)))
-    maxima_seed = ndimage.maximum(seeds, local_maxima, index=np.arange(1, local_maxima.max() + 1))
-    maxima_per_seed = np.bincount(np.asarray(maxima_seed, dtype=np.int64), minlength=seeds.max() + 1)
     split: Labels = seeds.copy()
     next_label = int(seeds.max()) + 1
+    reach = 1 + (math.ceil(GAUSSIAN_TRUNCATE * sigma) if sigma > 0 else 0)
     for label, box in enumerate(ndimage.find_objects(seeds), start=1):
-        if box is None or maxima_per_seed[label] < 2:
+        if box is None:
             continue
-        own = seeds[box] == label
-        relief = np.where(own, distance[box], 0.0)
+        padded = tuple(
+            slice(max(axis.start - reach, 0), min(axis.stop + reach, size))
+            for axis, size in zip(box, seeds.shape, strict=True)
+        )
+        own = seeds[padded] == label
+        relief = _smoothed_distance(own, sigma)
+        peaks = own & (relief == ndimage.maximum_filter(relief, size=3))
+        if ndimage.label(peaks)[1] < 2:  # one plateau of maxima: a single blob, nothing to split
+            continue
         # the h-maxima: regional maxima of the relief lowered by ``height`` and rebuilt under itself, so two equal
         # peaks joined by a saddle less than ``height`` below them make one plateau, one marker (skimage's
         # ``h_maxima`` marks each of two equal peaks, however shallow the saddle between them)
@@ -239,19 +242,61 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
         if count < 2:
             continue
         pieces = watershed(-relief, markers, mask=own)
-        split[box][own & (pieces > 1)] = pieces[own & (pieces > 1)] + next_label - 2
+        split[padded][own & (pieces > 1)] = pieces[own & (pieces > 1)] + next_label - 2
         next_label += count - 1
-    numbered: Labels = relabel_sequential(split)[0].astype(np.int32)
+    return renumber(split)
+
+
+def _smoothed_distance(inside: npt.NDArray[np.bool_], sigma: float) -> npt.NDArray[np.float64]:
+    """Euclidean distance of each pixel of ``inside`` to the nearest pixel outside it, Gaussian-smoothed, 0 outside.
+
+    ``inside`` must leave ``1 + ceil(4 sigma)`` pixels of room on every side that is not the image's edge.
+    """
+    distance: npt.NDArray[np.float64] = ndimage.distance_transform_edt(inside)
+    if sigma > 0:
+        distance = ndimage.gaussian_filter(distance, sigma, truncate=GAUSSIAN_TRUNCATE)
+    distance[~inside] = 0.0
+    return distance
+
+
+def renumber(labels: Labels) -> Labels:
+    """``labels`` renumbered 1..N without gaps, in the order of their old numbers (0 stays background).
+
+    Example:
+        >>> renumber(np.array([[0, 7, 7, 3]], dtype=np.int32))
+        array([[0, 2, 2, 1]], dtype=int32)
+    """
+    if labels.size == 0 or int(labels.max()) > labels.size:  # sparse numbers: a lookup table would be too large
+        relabelled: Labels = relabel_sequential(labels)[0].astype(np.int32)
+        return relabelled
+    present = np.bincount(labels.ravel()) > 0
+    present[0] = False
+    lookup = np.cumsum(present, dtype=np.int32)
+    lookup[~present] = 0
+    numbered: Labels = lookup[labels]
     return numbered
 
 
-def _fill_holes_per_object(labels: Labels) -> Labels:
-    """Fill every object's holes with its own label, object by object within its bounding box."""
-    filled = labels.copy()
-    for label, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        inside = labels[box] == label
-        holes = ndimage.binary_fill_holes(inside) & ~inside & (labels[box] == 0)
-        filled[box][holes] = label
+def _fill_enclosed_holes(labels: Labels) -> Labels:
+    """Fill every object's holes with its own label.
+
+    A hole is a background region the objects enclose; it is filled when every pixel around it (face neighbours)
+    belongs to one object. A hole enclosed by two objects together, or holding another object, stays background.
+    """
+    foreground = labels > 0
+    holes, count = ndimage.label(ndimage.binary_fill_holes(foreground) & ~foreground)
+    if count == 0:
+        return labels
+    cross = ndimage.generate_binary_structure(labels.ndim, 1)
+    # every pixel next to a hole, with the hole's number (where two holes are one pixel apart, the higher number)
+    beside = ndimage.grey_dilation(holes, footprint=cross)
+    ring = (beside > 0) & (holes == 0)
+    hole_of, owner = beside[ring], labels[ring]
+    lowest = np.full(count + 1, np.iinfo(np.int32).max, dtype=np.int64)
+    highest = np.zeros(count + 1, dtype=np.int64)
+    np.minimum.at(lowest, hole_of, owner)
+    np.maximum.at(highest, hole_of, owner)
+    enclosed_by = np.where((lowest == highest) & (highest > 0), highest, 0)
+    enclosed_by[0] = 0
+    filled: Labels = np.where(holes > 0, enclosed_by[holes], labels).astype(np.int32)
     return filled

@@ -8,7 +8,13 @@ from skimage.draw import disk
 
 from cellseg.data.targets import normalised_distance_map, three_class_target
 from cellseg.evaluation.matching import match_instances
-from cellseg.inference.instances import InstanceConfig, clean_instances, instances_from_probabilities
+from cellseg.inference.instances import (
+    InstanceConfig,
+    clean_instances,
+    instances_from_probabilities,
+    renumber,
+    split_seeds,
+)
 
 
 def touching_discs(shape: tuple[int, int] = (48, 64)) -> np.ndarray:
@@ -63,6 +69,46 @@ def test_a_hole_holding_another_object_keeps_that_object() -> None:
     labels[6:14, 6:14] = 2  # an object inside a ring
     cleaned = clean_instances(labels.copy(), InstanceConfig(min_size=1))
     assert np.array_equal(cleaned, labels)
+
+
+def test_a_hole_enclosed_by_two_objects_together_stays_background() -> None:
+    labels = np.zeros((20, 20), dtype=np.int32)
+    labels[2:18, 2:10] = 1
+    labels[2:18, 10:18] = 2
+    labels[6:14, 6:14] = 0  # a hole with object 1 on its left and object 2 on its right
+    labels[1:4, 1:4] = 0
+    cleaned = clean_instances(labels.copy(), InstanceConfig(min_size=1))
+    assert np.all(cleaned[6:14, 6:14] == 0)
+    two_holes = labels.copy()
+    two_holes[6:14, 6:14] = 1
+    two_holes[7:9, 7:9] = 0  # two holes inside object 1, one pixel apart
+    two_holes[7:9, 10:12] = 0
+    assert np.all(clean_instances(two_holes.copy(), InstanceConfig(min_size=1))[7:9, 7:12] == 1)
+
+
+def test_a_seed_is_split_by_its_own_shape_whatever_its_neighbours() -> None:
+    shape = (40, 60)
+    pair = np.zeros(shape, dtype=np.int32)
+    pair[disk((20, 18), 7, shape=shape)] = 1
+    pair[disk((20, 30), 7, shape=shape)] = 1  # two overlapping discs: one seed with a waist
+    alone = split_seeds(pair, height=1.0)
+    assert alone.max() == 2
+    crowded = pair.copy()
+    crowded[disk((20, 47), 7, shape=shape)] = 2  # a third seed, 3 px from the pair
+    crowded[(crowded == 2) & (pair == 1)] = 1
+    split = split_seeds(crowded, height=1.0)
+    assert split.max() == 3
+    assert np.array_equal(split[:, :39] > 0, alone[:, :39] > 0)
+    pieces = {int(v) for v in np.unique(split[pair == 1])}
+    assert len(pieces) == 2
+    assert np.array_equal(renumber(np.where(pair == 1, split, 0)), alone)
+
+
+def test_renumber_closes_gaps_in_order_and_handles_sparse_numbers() -> None:
+    labels = np.array([[0, 5, 5], [9, 0, 2]], dtype=np.int32)
+    assert np.array_equal(renumber(labels), [[0, 2, 2], [3, 0, 1]])
+    sparse = np.array([[0, 10**7], [3, 0]], dtype=np.int32)
+    assert np.array_equal(renumber(sparse), [[0, 2], [1, 0]])
 
 
 def test_border_objects_are_removed_on_request_and_labels_renumbered() -> None:
