@@ -158,7 +158,7 @@ def instances_from_probabilities(probabilities: npt.NDArray[np.floating], config
     seeds = _seeds(cells & (relief > config.seed_threshold), config.seed_pixels(cells.ndim))
     if config.split_pixels() > 0:
         seeds = split_seeds(seeds, config.split_pixels(), config.split_sigma)
-    labels: Labels = watershed(-relief, seeds, mask=cells).astype(np.int32)
+    labels: Labels = watershed(-relief, seeds, mask=cells).astype(np.int32, copy=False)
     unseeded, _ = ndimage.label(cells & (labels == 0))
     labels[unseeded > 0] = unseeded[unseeded > 0] + labels.max()
     return clean_instances(labels, config)
@@ -176,24 +176,37 @@ def clean_instances(labels: Labels, config: InstanceConfig) -> Labels:
     """
     if config.fill_holes:
         labels = _fill_enclosed_holes(labels)
-    min_size = config.object_pixels(labels.ndim)
-    if min_size > 1:
-        areas = np.bincount(labels.ravel())
-        too_small = np.flatnonzero(areas < min_size)
-        labels[np.isin(labels, too_small[too_small > 0])] = 0
+    labels = drop_small(labels, config.object_pixels(labels.ndim))
     if config.remove_border:
-        labels = clear_border(labels)
-    return renumber(labels)
+        labels = renumber(clear_border(labels))
+    return labels
 
 
 def _seeds(candidates: npt.NDArray[np.bool_], min_seed_size: int) -> Labels:
     """Connected seed regions (face connectivity) with at least ``min_seed_size`` pixels, numbered 1..N."""
     seeds, _ = ndimage.label(candidates)
-    sizes = np.bincount(seeds.ravel())
-    small = np.flatnonzero(sizes < min_seed_size)
-    seeds[np.isin(seeds, small[small > 0])] = 0
-    numbered: Labels = seeds.astype(np.int32)
-    return numbered
+    return drop_small(seeds, min_seed_size)
+
+
+def drop_small(labels: Labels, min_size: int) -> Labels:
+    """``labels`` without the objects of fewer than ``min_size`` pixels, renumbered 1..N (0 stays background).
+
+    One lookup through the image, no sorting and no full-size temporary besides the result.
+
+    Example:
+        >>> drop_small(np.array([[0, 4, 4, 9], [2, 2, 2, 0]], dtype=np.int32), min_size=2)
+        array([[0, 2, 2, 0],
+               [1, 1, 1, 0]], dtype=int32)
+    """
+    if labels.size and int(labels.max()) > labels.size:  # sparse numbers: make them dense first
+        labels = renumber(labels)
+    sizes = np.bincount(labels.ravel())
+    kept = sizes >= min_size
+    kept[0] = False
+    lookup = np.zeros(len(sizes), dtype=np.int32)
+    lookup[kept] = np.arange(1, int(kept.sum()) + 1, dtype=np.int32)
+    kept_labels: Labels = lookup[labels]
+    return kept_labels
 
 
 def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
@@ -298,5 +311,7 @@ def _fill_enclosed_holes(labels: Labels) -> Labels:
     np.maximum.at(highest, hole_of, owner)
     enclosed_by = np.where((lowest == highest) & (highest > 0), highest, 0)
     enclosed_by[0] = 0
-    filled: Labels = np.where(holes > 0, enclosed_by[holes], labels).astype(np.int32)
+    filled = labels.copy()
+    in_hole = holes > 0
+    filled[in_hole] = enclosed_by[holes[in_hole]]
     return filled
