@@ -953,7 +953,8 @@ def run_one(arguments: argparse.Namespace, command: str) -> dict[str, Any]:
         if system != DETERMINISTIC:
             checkpoint = ROOT / previous["training"]["checkpoint"]
         rescored = {
-            "date": record["date"], "git": record["git"], "command": command, "previous_scores": previous["scores"],
+            "date": record["date"], "git": record["git"], "command": command,
+            "previous_scores": headline_scores(previous["scores"]),
         }  # fmt: skip
         record = previous | {"rescored": rescored}
     elif system != DETERMINISTIC:
@@ -987,6 +988,27 @@ def load_results(path: Path) -> list[dict[str, Any]]:
     """The records so far (none if the file is not there)."""
     records: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
     return records
+
+
+def headline_scores(scores: dict[str, Any]) -> dict[str, Any]:
+    """What a rescored record keeps of its previous ``scores`` (subset -> summary): the numbers the tables show.
+
+    Counts, and Dice, IoU, F1 and PQ at IoU 0.5 and 0.75, averaged over images and pooled over objects.
+    """
+    headline: dict[str, Any] = {}
+    for subset, summary in scores.items():
+        kept = {key: summary[key] for key in ("images", "n_true", "n_predicted") if key in summary}
+        for average in ("mean", "pooled"):
+            if average not in summary:
+                continue
+            numbers = summary[average]
+            kept[average] = {key: numbers[key] for key in ("dice", "iou") if key in numbers} | {
+                f"{name}@{threshold}": numbers["by_threshold"][threshold][name]
+                for threshold in ("0.50", "0.75") if threshold in numbers.get("by_threshold", {})
+                for name in ("f1", "pq")
+            }  # fmt: skip
+        headline[subset] = kept
+    return headline
 
 
 def save_results(path: Path, records: list[dict[str, Any]]) -> None:
@@ -1229,7 +1251,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--rescore",
         action="store_true",
         help="score cases already in the results again from their checkpoints "
-        "(after a post-processing change; training is kept, the old scores stay under rescored.previous_scores)",
+        "(after a post-processing change; training is kept, the headline numbers of the old scores stay under "
+        "rescored.previous_scores)",
     )
     parser.add_argument("--table", action="store_true", help="only print the tables of the results")
     parser.add_argument("--json-table", action="store_true", help="only print the tables, as JSON")
