@@ -803,7 +803,7 @@ def training_diameter(data: Path, train_names: Sequence[str]) -> float | None:
     from cellseg.data.object_size import median_object_diameter
     from cellseg.io import discover_pairs, read_mask
 
-    pairs = {pair.name: pair for pair in discover_pairs(data).pairs}
+    pairs = discover_pairs(data).by_name
     return median_object_diameter(read_mask(pairs[name].mask) for name in train_names)
 
 
@@ -840,7 +840,7 @@ def score_case(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     segment = predictor(system, checkpoint, device, object_diameter)
-    pairs = {pair.name: pair for pair in discover_pairs(data).pairs}
+    pairs = discover_pairs(data).by_name
     evaluations: dict[str, list[ImageEvaluation]] = {}
     rows = []
     for name in names:

@@ -51,7 +51,7 @@ def cached_probabilities(checkpoint: Path, data: Path, names: list[str], cache_d
         with np.load(cache) as stored:
             if set(stored.files) >= set(names):
                 return {name: stored[name] for name in names}
-    pairs = {pair.name: pair for pair in discover_pairs(data).pairs}
+    pairs = discover_pairs(data).by_name
     preparation = Preparation.of(model)
     probabilities = {
         name: predict_probabilities(model, prepare(read_image(pairs[name].image), preparation), TileConfig()).astype(
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         arguments.checkpoint, arguments.data, names, arguments.results.parent / "probabilities"
     )
     predicted = time.perf_counter()
-    pairs = {pair.name: pair for pair in discover_pairs(arguments.data).pairs}
+    pairs = discover_pairs(arguments.data).by_name
     truths = {name: read_mask(pairs[name].mask) for name in names}
     grid = {
         "split_heights": tuple(arguments.split_heights), "min_seed_sizes": tuple(arguments.min_seed_sizes),

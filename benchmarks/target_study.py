@@ -107,7 +107,7 @@ def evaluate(checkpoint: Path, data: Path, target: str) -> list[dict[str, Any]]:
     module = SegmentationModule.load_from_checkpoint(checkpoint, weights_only=True, map_location="cpu").eval()
     split = json.loads((checkpoint.parents[1] / "split.json").read_text())
     modality = {row["image_id"]: row["modality_guess"] for row in csv.DictReader((data / "metadata.csv").open())}
-    pairs = {pair.name: pair for pair in discover_pairs(data).pairs}
+    pairs = discover_pairs(data).by_name
     rows: list[dict[str, Any]] = []
     for name in split["validation"]:
         image = read_image(pairs[name].image).array

@@ -198,8 +198,10 @@ def drop_small(labels: Labels, min_size: int) -> Labels:
         array([[0, 2, 2, 0],
                [1, 1, 1, 0]], dtype=int32)
     """
-    if labels.size and int(labels.max()) > labels.size:  # sparse numbers: make them dense first
-        labels = renumber(labels)
+    if labels.size == 0:
+        return labels.astype(np.int32)
+    if int(labels.max()) > labels.size:  # sparse numbers: a lookup table would be too large; make them dense first
+        labels = relabel_sequential(labels)[0].astype(np.int32)
     sizes = np.bincount(labels.ravel())
     kept = sizes >= min_size
     kept[0] = False
@@ -255,7 +257,8 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
         if count < 2:
             continue
         pieces = watershed(-relief, markers, mask=own)
-        split[padded][own & (pieces > 1)] = pieces[own & (pieces > 1)] + next_label - 2
+        new_piece = own & (pieces > 1)
+        split[padded][new_piece] = pieces[new_piece] + next_label - 2
         next_label += count - 1
     return renumber(split)
 
@@ -279,15 +282,7 @@ def renumber(labels: Labels) -> Labels:
         >>> renumber(np.array([[0, 7, 7, 3]], dtype=np.int32))
         array([[0, 2, 2, 1]], dtype=int32)
     """
-    if labels.size == 0 or int(labels.max()) > labels.size:  # sparse numbers: a lookup table would be too large
-        relabelled: Labels = relabel_sequential(labels)[0].astype(np.int32)
-        return relabelled
-    present = np.bincount(labels.ravel()) > 0
-    present[0] = False
-    lookup = np.cumsum(present, dtype=np.int32)
-    lookup[~present] = 0
-    numbered: Labels = lookup[labels]
-    return numbered
+    return drop_small(labels, 1)
 
 
 def _fill_enclosed_holes(labels: Labels) -> Labels:

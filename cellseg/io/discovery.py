@@ -44,6 +44,11 @@ class DiscoveryResult:
     images_without_mask: list[Path]
     masks_without_image: list[Path]
 
+    @property
+    def by_name(self) -> dict[str, ImagePair]:
+        """The pairs keyed by their name."""
+        return {pair.name: pair for pair in self.pairs}
+
 
 def discover_pairs(folder: str | Path, mask_suffix: str = "_masks") -> DiscoveryResult:
     """Pair up the images and masks in ``folder``, detecting whether it uses the StarDist or the Cellpose layout.

@@ -139,7 +139,7 @@ def _validation_pairs(split_json: Path) -> tuple[list[Any], str]:
     except (ValueError, KeyError, TypeError) as error:
         return [], f"{split_json}: unreadable ({error}); no validation overlays"
     try:
-        by_name = {pair.name: pair for pair in discover_pairs(data_dir).pairs}
+        by_name = discover_pairs(data_dir).by_name
     except DatasetError as error:
         return [], f"validation data not found ({error}); no validation overlays"
     missing = [name for name in names if name not in by_name]

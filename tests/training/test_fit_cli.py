@@ -55,7 +55,7 @@ def test_fit_from_the_command_line_saves_a_self_describing_checkpoint(dataset: P
     from cellseg.data.object_size import median_object_diameter
     from cellseg.io import discover_pairs, read_mask
 
-    pairs = {pair.name: pair for pair in discover_pairs(dataset).pairs}
+    pairs = discover_pairs(dataset).by_name
     measured = median_object_diameter(read_mask(pairs[name].mask) for name in split["train"])
     assert measured is not None
     assert 4 < measured < 40
