@@ -38,6 +38,7 @@ from skimage.morphology import reconstruction
 from skimage.segmentation import clear_border, relabel_sequential, watershed
 
 from cellseg.data.targets import TargetClass
+from cellseg.inference.mosaic import Box, Mosaic, pack
 
 SeedMethod = Literal["boundary", "distance"]
 Labels = npt.NDArray[np.int32]
@@ -158,10 +159,31 @@ def instances_from_probabilities(probabilities: npt.NDArray[np.floating], config
     seeds = _seeds(cells & (relief > config.seed_threshold), config.seed_pixels(cells.ndim))
     if config.split_pixels() > 0:
         seeds = split_seeds(seeds, config.split_pixels(), config.split_sigma)
-    labels: Labels = watershed(-relief, seeds, mask=cells).astype(np.int32, copy=False)
+    labels = _flood(relief, seeds, cells)
     unseeded, _ = ndimage.label(cells & (labels == 0))
     labels[unseeded > 0] = unseeded[unseeded > 0] + labels.max()
     return clean_instances(labels, config)
+
+
+def _flood(relief: npt.NDArray[np.floating], seeds: Labels, cells: npt.NDArray[np.bool_]) -> Labels:
+    """``watershed(-relief, seeds, mask=cells)``: the seeds flooded down ``relief`` through ``cells``.
+
+    Only the seeds' rims go into the watershed's queue: a seed pixel whose face neighbours all lie in seeds (its
+    core) cannot pass its label on and keeps its own; on nuclei fields the queue shrinks ~4x and the flooding
+    runs 3-4x faster. The same labels, but for ties between equal reliefs, which may fall to another neighbour.
+
+    Args:
+        relief: float ``S``, high inside cells (the interior probability or the distance).
+        seeds: int32 seed labels ``S``, inside ``cells``.
+        cells: bool ``S``, where objects may grow.
+
+    Returns:
+        int32 labels ``S``: each pixel of ``cells`` the flood reaches takes its seed's label, 0 elsewhere.
+    """
+    core = ndimage.binary_erosion(seeds > 0, border_value=1)
+    labels: Labels = watershed(-relief, np.where(core, 0, seeds), mask=cells & ~core).astype(np.int32, copy=False)
+    labels[core] = seeds[core]
+    return labels
 
 
 def clean_instances(labels: Labels, config: InstanceConfig) -> Labels:
@@ -219,13 +241,18 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
     touch), smoothed, and zero outside it, so a neighbour's shape never moves its maxima. A seed with more than one
     local maximum is then split at its h-maxima; its pieces are the watershed of the distance from them.
 
+    The seeds' boxes are packed into a mosaic (``cellseg.inference.mosaic``), margins included, so each filter runs
+    once for all seeds (on a 2048 px field of 2,000 nuclei: 1.3 s in a loop over seeds, ~0.15 s packed); a seed
+    whose margin the image's edge cuts is measured alone, as the image's edge leaves it.
+
     Args:
         seeds: int32 seed labels ``S`` (2D or 3D), 0 = no seed; distinct seeds do not touch (face connectivity).
         height: how far (pixels) a maximum must rise above the saddle to its neighbour to become a seed of its own.
         sigma: Gaussian smoothing (pixels) of the distance transform; 0 for none.
 
     Returns:
-        int32 seed labels ``S``, numbered 1..N; a seed with one maximum keeps its extent.
+        int32 seed labels ``S``, numbered 1..N; a seed with one maximum keeps its extent; the pieces of a split seed
+        after all seeds, in the order of the seeds.
 
     Example:
         >>> seeds = np.zeros((12, 22), dtype=np.int32)
@@ -234,33 +261,129 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
         >>> int(split_seeds(seeds, height=1.0).max())
         2
     """
-    split: Labels = seeds.copy()
-    next_label = int(seeds.max()) + 1
-    reach = 1 + (math.ceil(GAUSSIAN_TRUNCATE * sigma) if sigma > 0 else 0)
+    radius = math.ceil(GAUSSIAN_TRUNCATE * sigma) if sigma > 0 else 0  # of the smoothing kernel
+    reach = 1 + radius  # alone, a seed's box leaves this much room on each side
+    margin = 1 + radius // 2  # packed, each box leaves this much: 2 margins between two seeds > the kernel's radius
+    packed: list[tuple[int, Box]] = []
+    alone: list[tuple[int, Box]] = []
     for label, box in enumerate(ndimage.find_objects(seeds), start=1):
         if box is None:
             continue
-        padded = tuple(
-            slice(max(axis.start - reach, 0), min(axis.stop + reach, size))
-            for axis, size in zip(box, seeds.shape, strict=True)
-        )
-        own = seeds[padded] == label
-        relief = _smoothed_distance(own, sigma)
-        peaks = own & (relief == ndimage.maximum_filter(relief, size=3))
-        if ndimage.label(peaks)[1] < 2:  # one plateau of maxima: a single blob, nothing to split
-            continue
-        # the h-maxima: regional maxima of the relief lowered by ``height`` and rebuilt under itself, so two equal
-        # peaks joined by a saddle less than ``height`` below them make one plateau, one marker (skimage's
-        # ``h_maxima`` marks each of two equal peaks, however shallow the saddle between them)
-        lowered = reconstruction(relief - height, relief, method="dilation")
-        markers, count = ndimage.label(regional_maxima(lowered) & own)
-        if count < 2:
-            continue
-        pieces = watershed(-relief, markers, mask=own)
-        new_piece = own & (pieces > 1)
-        split[padded][new_piece] = pieces[new_piece] + next_label - 2
-        next_label += count - 1
+        padded = tuple(slice(axis.start - reach, axis.stop + reach) for axis in box)
+        if all(axis.start >= 0 and axis.stop <= size for axis, size in zip(padded, seeds.shape, strict=True)):
+            packed.append((label, tuple(slice(axis.start - margin, axis.stop + margin) for axis in box)))
+        else:  # the image's edge cuts the room around it: measured alone, as the edge leaves it
+            clipped = tuple(
+                slice(max(axis.start, 0), min(axis.stop, size)) for axis, size in zip(padded, seeds.shape, strict=True)
+            )
+            alone.append((label, clipped))
+    pieces: dict[int, tuple[Box, npt.NDArray[np.intp]]] = {}  # seed -> (box, piece rank per pixel, -1 outside)
+    for label, box in alone:
+        own = seeds[box] == label
+        ranks = _piece_ranks(np.where(own, label, 0).astype(np.int32), [label], height, sigma, exact_peaks=True)
+        if label in ranks:
+            pieces[label] = (box, ranks[label])
+    if packed:
+        pieces |= _split_packed(seeds, packed, height, sigma)
+    split: Labels = seeds.copy()
+    next_label = int(seeds.max()) + 1
+    for label in sorted(pieces):
+        box, rank = pieces[label]
+        new_piece = rank > 0
+        split[box][new_piece] = rank[new_piece] + next_label - 1
+        next_label += int(rank.max())
     return renumber(split)
+
+
+def _split_packed(
+    seeds: Labels, boxes: list[tuple[int, Box]], height: float, sigma: float
+) -> dict[int, tuple[Box, npt.NDArray[np.intp]]]:
+    """The pieces of the seeds whose boxes (margins included) lie inside the image, measured in mosaics.
+
+    A first mosaic of all of them finds the seeds with more than one local maximum (most have one); a second, of
+    those alone, splits them.
+    """
+    candidates = _multi_peaked(seeds, boxes, sigma)
+    if not candidates:
+        return {}
+    chosen = [(label, box) for label, box in boxes if label in candidates]
+    mosaic = pack([box for _, box in chosen])
+    owners = _gather_seeds(seeds, chosen, mosaic)
+    ranks = _piece_ranks(owners, [label for label, _ in chosen], height, sigma, exact_peaks=False)
+    found: dict[int, tuple[Box, npt.NDArray[np.intp]]] = {}
+    for (label, box), target in zip(chosen, mosaic.targets, strict=True):
+        if label in ranks:
+            found[label] = (box, np.where(owners[target] == label, ranks[label][target], -1))
+    return found
+
+
+def _gather_seeds(seeds: Labels, chosen: list[tuple[int, Box]], mosaic: Mosaic) -> Labels:
+    """A mosaic of each chosen seed alone in its box: its own label on its pixels, 0 elsewhere (neighbours too)."""
+    owners: Labels = mosaic.empty(np.int32)  # type: ignore[assignment]
+    for (label, box), target in zip(chosen, mosaic.targets, strict=True):
+        owners[target][seeds[box] == label] = label
+    return owners
+
+
+def _multi_peaked(seeds: Labels, boxes: list[tuple[int, Box]], sigma: float) -> set[int]:
+    """The seeds whose smoothed distance has more than one plateau of local maxima (candidates for a split)."""
+    mosaic = pack([box for _, box in boxes])
+    owners = _gather_seeds(seeds, boxes, mosaic)
+    inside = owners > 0
+    relief = _smoothed_distance(inside, sigma)
+    peaks = inside & (relief == ndimage.maximum_filter(relief, size=3))
+    plateaus, count = ndimage.label(peaks)
+    seed_of_plateau = np.zeros(count + 1, dtype=np.int64)
+    seed_of_plateau[plateaus[peaks]] = owners[peaks]
+    per_seed = np.bincount(seed_of_plateau[1:], minlength=int(seeds.max()) + 1)
+    return {int(label) for label in np.flatnonzero(per_seed >= 2)}
+
+
+def _piece_ranks(
+    owners: Labels, labels: list[int], height: float, sigma: float, exact_peaks: bool
+) -> dict[int, npt.NDArray[np.intp]]:
+    """Split each seed of ``owners`` (seeds alone in their boxes, with margins) at its h-maxima.
+
+    Args:
+        owners: int32 ``S'``: each seed's label on its pixels, 0 around them; distinct seeds ``2 * reach`` apart.
+        labels: the seeds in ``owners``.
+        height: the h of the h-maxima (pixels).
+        sigma: Gaussian smoothing of the distance transform.
+        exact_peaks: first check that the seed has two plateaus of local maxima (done already for a mosaic).
+
+    Returns:
+        For each seed split in two or more, an intp array ``S'``: the rank of the piece each pixel falls in (0 for
+        the piece of its first marker in raster order, which keeps the seed's label), -1 outside its pieces.
+    """
+    inside = owners > 0
+    relief = _smoothed_distance(inside, sigma)
+    if exact_peaks:
+        peaks = inside & (relief == ndimage.maximum_filter(relief, size=3))
+        if ndimage.label(peaks)[1] < 2:  # one plateau of maxima: a single blob, nothing to split
+            return {}
+    # the h-maxima: regional maxima of the relief lowered by ``height`` and rebuilt under itself, so two equal
+    # peaks joined by a saddle less than ``height`` below them make one plateau, one marker (skimage's ``h_maxima``
+    # marks each of two equal peaks, however shallow the saddle between them). Outside the seeds the ceiling is
+    # ``-height``, so nothing is rebuilt from one seed into another across the empty margin between them.
+    lowered = reconstruction(relief - height, np.where(inside, relief, -height), method="dilation")
+    markers, count = ndimage.label(regional_maxima(lowered) & inside)
+    seed_of_marker = np.zeros(count + 1, dtype=np.int64)
+    marked = markers > 0
+    seed_of_marker[markers[marked]] = owners[marked]  # every pixel of a marker lies in its seed
+    splitting = np.bincount(seed_of_marker[1:], minlength=int(owners.max()) + 1) >= 2  # per seed label
+    splitting[0] = False
+    if not splitting.any():
+        return {}
+    of_split_seeds = splitting[owners]
+    markers[~of_split_seeds] = 0
+    basins = watershed(-relief, markers, mask=of_split_seeds)
+    # each marker's rank among its seed's markers in raster order (the order of their numbers)
+    order = np.lexsort((np.arange(count + 1), seed_of_marker))
+    in_order = seed_of_marker[order]
+    rank_of_marker = np.empty(count + 1, dtype=np.intp)
+    rank_of_marker[order] = np.arange(count + 1) - np.searchsorted(in_order, in_order, side="left")
+    ranks = np.where(basins > 0, rank_of_marker[basins], -1)
+    return {label: ranks for label in labels if splitting[label]}
 
 
 def _smoothed_distance(inside: npt.NDArray[np.bool_], sigma: float) -> npt.NDArray[np.float64]:
@@ -291,8 +414,7 @@ def _fill_enclosed_holes(labels: Labels) -> Labels:
     A hole is a background region the objects enclose; it is filled when every pixel around it (face neighbours)
     belongs to one object. A hole enclosed by two objects together, or holding another object, stays background.
     """
-    foreground = labels > 0
-    holes, count = ndimage.label(ndimage.binary_fill_holes(foreground) & ~foreground)
+    holes, count = _holes(labels > 0)
     if count == 0:
         return labels
     cross = ndimage.generate_binary_structure(labels.ndim, 1)
@@ -310,3 +432,29 @@ def _fill_enclosed_holes(labels: Labels) -> Labels:
     in_hole = holes > 0
     filled[in_hole] = enclosed_by[holes[in_hole]]
     return filled
+
+
+def _holes(foreground: npt.NDArray[np.bool_]) -> tuple[Labels, int]:
+    """The background regions (face connectivity) that do not reach the image's edge, numbered 1..N in raster order.
+
+    What ``ndimage.binary_fill_holes(foreground) & ~foreground`` gives, then labelled, through one labelling of the
+    background instead of a flood fill (5x faster on a 2048 px field).
+
+    Example:
+        >>> ring = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 1, 0]], dtype=bool)
+        >>> _holes(ring)
+        (array([[0, 0, 0, 0],
+               [0, 1, 0, 0],
+               [0, 0, 0, 0]], dtype=int32), 1)
+    """
+    background, count = ndimage.label(~foreground)
+    reaches_edge = np.zeros(count + 1, dtype=bool)
+    for axis in range(foreground.ndim):
+        for end in (0, -1):
+            reaches_edge[np.take(background, end, axis=axis)] = True
+    is_hole = ~reaches_edge
+    is_hole[0] = False
+    numbers = np.zeros(count + 1, dtype=np.int32)
+    numbers[is_hole] = np.arange(1, int(is_hole.sum()) + 1, dtype=np.int32)
+    holes: Labels = numbers[background]
+    return holes, int(is_hole.sum())

@@ -211,3 +211,54 @@ def test_a_large_lobed_cell_is_kept_whole_at_its_own_scale() -> None:
     assert instances_from_probabilities(probabilities, InstanceConfig()).max() == 2  # nucleus-sized settings cut it
     at_scale = InstanceConfig(object_diameter=60.0)
     assert instances_from_probabilities(probabilities, at_scale).max() == 1
+
+
+def random_seeds(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Blobby seeds of many shapes (some touching the image's edge), face-connected regions of smoothed noise."""
+    from scipy import ndimage
+
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).random(shape), 3)
+    seeds: np.ndarray = ndimage.label(noise > np.quantile(noise, 0.55))[0].astype(np.int32)
+    return seeds
+
+
+@pytest.mark.parametrize("shape", [(120, 150), (30, 40, 48)])
+def test_seeds_split_together_as_each_would_alone(shape: tuple[int, ...]) -> None:
+    # the packed (mosaic) measurement of all seeds at once against each seed in an image of its own
+    for seed in range(3):
+        seeds = random_seeds(shape, seed)
+        together = split_seeds(seeds, height=1.0)
+        assert together.max() > seeds.max()  # some seeds were split
+        for label in range(1, int(seeds.max()) + 1):
+            own = seeds == label
+            alone = split_seeds(own.astype(np.int32), height=1.0)
+            pairs = np.unique(np.stack([together[own], alone[own]]), axis=1)
+            assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]  # the same pieces
+
+
+def test_holes_are_what_binary_fill_holes_fills() -> None:
+    from scipy import ndimage
+
+    from cellseg.inference.instances import _holes
+
+    for seed, shape in enumerate([(64, 80), (20, 24, 28)]):
+        noise = ndimage.gaussian_filter(np.random.default_rng(seed).random(shape), 1.5)
+        foreground = noise > np.quantile(noise, 0.25)  # mostly foreground: background pockets, most enclosed
+        holes, count = _holes(foreground)
+        expected, expected_count = ndimage.label(ndimage.binary_fill_holes(foreground) & ~foreground)
+        assert count == expected_count > 0
+        assert np.array_equal(holes, expected)
+
+
+def test_flooding_from_the_seeds_rims_is_the_watershed() -> None:
+    from skimage.segmentation import watershed
+
+    from cellseg.inference.instances import _flood
+
+    rng = np.random.default_rng(5)
+    for shape in [(90, 110), (24, 30, 36)]:
+        seeds = random_seeds(shape, 7)
+        relief = rng.random(shape)  # no ties: the same labels to the pixel
+        cells = (seeds > 0) | (rng.random(shape) < 0.7)
+        expected = watershed(-relief, seeds, mask=cells)
+        assert np.array_equal(_flood(relief, seeds, cells), expected)
