@@ -885,6 +885,7 @@ def machine() -> dict[str, Any]:
     import torch
 
     return {
+        "cpu": cpu_model(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -895,6 +896,22 @@ def machine() -> dict[str, Any]:
         "lightning": lightning.__version__,
         "monai": monai.__version__,
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor where that file is not there)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_name(record: dict[str, Any]) -> str:
+    """The GPU a case ran on, else its CPU's model name (``?`` for a record that did not note it)."""
+    return str(record["machine"].get("gpu") or record["machine"].get("cpu", "?"))
 
 
 def git_state() -> dict[str, Any]:
@@ -1061,10 +1078,16 @@ def table_rows(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
     ]  # fmt: skip
     cases: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for record in expanded:
-        key = (record["dataset"], record["limit_val"], record["system"], record["budget_minutes"])
+        key = (
+            record["dataset"],
+            record["limit_val"],
+            record["system"],
+            record["budget_minutes"],
+            machine_name(record),
+        )  # seeds are averaged on one machine only
         cases.setdefault(key, []).append(record)
     rows = []
-    for (dataset, limit, system, budget), members in cases.items():
+    for (dataset, limit, system, budget, on), members in cases.items():
         members.sort(key=lambda record: record["seed"] if record["seed"] is not None else -1)
         scores = members[0]["scores"]
         subsets = [s for s in scores if all(kind in m["scores"].get(s, {}) for m in members)]
@@ -1075,8 +1098,8 @@ def table_rows(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
             steps = [m["training"]["steps"] for m in members if "training" in m]
             rows.append(
                 {
-                    "dataset": dataset, "subset": subset, "system": system, "budget_minutes": budget,
-                    "limit_val": limit, "seeds": [m["seed"] for m in members],
+                    "dataset": dataset, "subset": subset, "system": system, "machine": on,
+                    "budget_minutes": budget, "limit_val": limit, "seeds": [m["seed"] for m in members],
                     "images": members[0]["scores"][subset]["images"],
                     "steps": float(np.mean(steps)) if steps else None,
                     **{name: [float(np.mean([v[name] for v in values])),
@@ -1090,7 +1113,16 @@ def table_rows(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]
         base = row["system"].split(" + ")[0].split(" @ ")[0]
         system = SYSTEMS.index(base) if base in SYSTEMS else len(SYSTEMS)
         budget = row["budget_minutes"] or 0
-        return (row["dataset"], row["limit_val"] or 0, subset, row["subset"], system, row["system"], budget)
+        return (
+            row["dataset"],
+            row["limit_val"] or 0,
+            subset,
+            row["subset"],
+            system,
+            row["system"],
+            row["machine"],
+            budget,
+        )
 
     return sorted(rows, key=order)
 
@@ -1103,8 +1135,10 @@ def cell(value: list[float], seeds: int) -> str:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The rows of ``table_rows`` as a markdown table."""
     lines = [
-        "| data set | subset | system | budget | seeds | images | steps | " + " | ".join(METRIC_HEADERS) + " |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(METRICS),
+        "| data set | subset | system | machine | budget | seeds | images | steps | "
+        + " | ".join(METRIC_HEADERS)
+        + " |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(METRICS),
     ]
     for row in rows:
         seeds = [s for s in row["seeds"] if s is not None]
@@ -1113,7 +1147,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         steps = f"{row['steps']:.0f}" if row["steps"] is not None else "-"
         metrics = " | ".join(cell(row[name], len(seeds)) for name in METRICS)
         lines.append(
-            f"| {row['dataset']}{limit} | {row['subset']} | {row['system']} | {budget} | "
+            f"| {row['dataset']}{limit} | {row['subset']} | {row['system']} | {row['machine']} | {budget} | "
             f"{', '.join(map(str, seeds)) or '-'} | {row['images']} | {steps} | {metrics} |"
         )
     return "\n".join(lines)
@@ -1136,7 +1170,7 @@ def training_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "validation_passes": r["training"]["validation_passes"],
             "train_seconds": r["training"]["train_seconds"], "scoring_seconds": r["scoring"]["seconds"],
             "parameters": r["network"]["parameters"], "device": r["machine"]["gpu"] or
-            f"cpu x{r['machine']['torch_threads']} threads",
+            f"{machine_name(r)} x{r['machine']['torch_threads']} threads",
         }
         for r in sorted(records, key=lambda r: (r["dataset"], SYSTEMS.index(r["system"]), system_label(r),
                                                 r["seed"] or 0))

@@ -152,7 +152,9 @@ def test_committed_split_is_the_rule_on_the_real_metadata(name: str) -> None:
     assert ensure_split(data, name) == split
 
 
-def fake_record(system: str, seed: int | None, found: int, groups: dict[str, str] | None = None) -> dict[str, Any]:
+def fake_record(
+    system: str, seed: int | None, found: int, groups: dict[str, str] | None = None, cpu: str = "Test CPU"
+) -> dict[str, Any]:
     """A results record of images ``a`` and ``b``: 4 true objects each, ``found`` of a's and all of b's predicted."""
     truth = np.zeros((8, 8), dtype=np.int32)
     for label, (row, column) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)], start=1):
@@ -165,6 +167,7 @@ def fake_record(system: str, seed: int | None, found: int, groups: dict[str, str
     return {
         "dataset": "dsb2018", "system": system, "seed": seed, "budget_minutes": None if seed is None else 20.0,
         "limit_val": None, "scores": {"all": summary["all"], **summary["groups"]}, "variant_scores": {},
+        "machine": {"cpu": cpu, "gpu": None},
     }  # fmt: skip
 
 
@@ -178,9 +181,16 @@ def test_table_gives_the_mean_and_range_over_seeds() -> None:
     assert fluorescence["seeds"] == [0, 1]
     assert fluorescence["f1_50"] == pytest.approx([(1.0 + 2 / 3) / 2, 1.0 - 2 / 3])  # F1 of 4/4 and 2/4 found
     table = markdown_table(rows)
-    assert "| dsb2018 | fluorescence | cellseg | 20 min | 0, 1 | 1 | - | " in table
+    assert "| dsb2018 | fluorescence | cellseg | Test CPU | 20 min | 0, 1 | 1 | - | " in table
     assert "0.833 (0.333)" in table
-    assert "| dsb2018 | all | otsu-watershed | - | - | 2 | - | " in table
+    assert "| dsb2018 | all | otsu-watershed | Test CPU | - | - | 2 | - | " in table
+
+
+def test_seeds_are_averaged_on_one_machine_only() -> None:
+    # the same budget buys another number of steps on another CPU: its seeds make a row of their own
+    records = [fake_record("cellseg", 0, 4), fake_record("cellseg", 1, 2, cpu="Other CPU")]
+    rows = [row for row in table_rows(records, "mean") if row["subset"] == "all"]
+    assert [(row["machine"], row["seeds"]) for row in rows] == [("Other CPU", [1]), ("Test CPU", [0])]
 
 
 def test_table_shows_a_group_holding_every_image_once() -> None:
