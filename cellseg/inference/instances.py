@@ -277,12 +277,14 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
                 slice(max(axis.start, 0), min(axis.stop, size)) for axis, size in zip(padded, seeds.shape, strict=True)
             )
             alone.append((label, clipped))
-    pieces: dict[int, tuple[Box, npt.NDArray[np.intp]]] = {}  # seed -> (box, piece rank per pixel, -1 outside)
+    pieces: dict[int, tuple[Box, npt.NDArray[np.intp]]] = {}  # seed -> (its box, piece rank per pixel, -1 outside)
     for label, box in alone:
-        own = seeds[box] == label
-        ranks = _piece_ranks(np.where(own, label, 0).astype(np.int32), [label], height, sigma, exact_peaks=True)
-        if label in ranks:
-            pieces[label] = (box, ranks[label])
+        owners = np.where(seeds[box] == label, label, 0).astype(np.int32)
+        relief = _smoothed_distance(owners > 0, sigma)
+        if _peaks_per_seed(owners, relief)[label] >= 2:
+            ranks, split_labels = _piece_ranks(owners, relief, height)
+            if label in split_labels:
+                pieces[label] = (box, ranks)
     if packed:
         pieces |= _split_packed(seeds, packed, height, sigma)
     split: Labels = seeds.copy()
@@ -300,80 +302,82 @@ def _split_packed(
 ) -> dict[int, tuple[Box, npt.NDArray[np.intp]]]:
     """The pieces of the seeds whose boxes (margins included) lie inside the image, measured in mosaics.
 
-    A first mosaic of all of them finds the seeds with more than one local maximum (most have one); a second, of
-    those alone, splits them.
+    A first mosaic of all of them finds the seeds with more than one plateau of local maxima (most have one); a
+    second, of those alone, splits them.
+
+    Returns:
+        Per split seed: its box in the image and the rank of the piece each of its box's pixels falls in (0 for the
+        piece that keeps the seed's label), -1 outside the seed.
     """
-    candidates = _multi_peaked(seeds, boxes, sigma)
-    if not candidates:
+    mosaic = pack([box for _, box in boxes])
+    owners = _gather_seeds(seeds, boxes, mosaic)
+    peaks = _peaks_per_seed(owners, _smoothed_distance(owners > 0, sigma))
+    chosen = [(label, box) for label, box in boxes if peaks[label] >= 2]
+    if not chosen:
         return {}
-    chosen = [(label, box) for label, box in boxes if label in candidates]
     mosaic = pack([box for _, box in chosen])
     owners = _gather_seeds(seeds, chosen, mosaic)
-    ranks = _piece_ranks(owners, [label for label, _ in chosen], height, sigma, exact_peaks=False)
-    found: dict[int, tuple[Box, npt.NDArray[np.intp]]] = {}
-    for (label, box), target in zip(chosen, mosaic.targets, strict=True):
-        if label in ranks:
-            found[label] = (box, np.where(owners[target] == label, ranks[label][target], -1))
-    return found
+    ranks, split_labels = _piece_ranks(owners, _smoothed_distance(owners > 0, sigma), height)
+    return {
+        label: (box, np.where(owners[target] == label, ranks[target], -1))
+        for (label, box), target in zip(chosen, mosaic.targets, strict=True)
+        if label in split_labels
+    }
 
 
 def _gather_seeds(seeds: Labels, chosen: list[tuple[int, Box]], mosaic: Mosaic) -> Labels:
     """A mosaic of each chosen seed alone in its box: its own label on its pixels, 0 elsewhere (neighbours too)."""
-    owners: Labels = mosaic.empty(np.int32)  # type: ignore[assignment]
+    owners: Labels = np.zeros(mosaic.shape, dtype=np.int32)
     for (label, box), target in zip(chosen, mosaic.targets, strict=True):
         owners[target][seeds[box] == label] = label
     return owners
 
 
-def _multi_peaked(seeds: Labels, boxes: list[tuple[int, Box]], sigma: float) -> set[int]:
-    """The seeds whose smoothed distance has more than one plateau of local maxima (candidates for a split)."""
-    mosaic = pack([box for _, box in boxes])
-    owners = _gather_seeds(seeds, boxes, mosaic)
+def _peaks_per_seed(owners: Labels, relief: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+    """Per seed label, how many plateaus of local maxima (3x3 neighbourhood) its ``relief`` has.
+
+    Args:
+        owners: int32 ``S'``: each seed's label on its pixels, 0 around them.
+        relief: its smoothed distance ``S'``, 0 outside the seeds.
+
+    Returns:
+        intp ``(owners.max() + 1,)``: the count per label (0 for labels not in ``owners``).
+    """
     inside = owners > 0
-    relief = _smoothed_distance(inside, sigma)
     peaks = inside & (relief == ndimage.maximum_filter(relief, size=3))
     plateaus, count = ndimage.label(peaks)
-    seed_of_plateau = np.zeros(count + 1, dtype=np.int64)
+    seed_of_plateau = np.zeros(count + 1, dtype=np.intp)
     seed_of_plateau[plateaus[peaks]] = owners[peaks]
-    per_seed = np.bincount(seed_of_plateau[1:], minlength=int(seeds.max()) + 1)
-    return {int(label) for label in np.flatnonzero(per_seed >= 2)}
+    return np.bincount(seed_of_plateau[1:], minlength=int(owners.max()) + 1)
 
 
 def _piece_ranks(
-    owners: Labels, labels: list[int], height: float, sigma: float, exact_peaks: bool
-) -> dict[int, npt.NDArray[np.intp]]:
-    """Split each seed of ``owners`` (seeds alone in their boxes, with margins) at its h-maxima.
+    owners: Labels, relief: npt.NDArray[np.float64], height: float
+) -> tuple[npt.NDArray[np.intp], set[int]]:
+    """Split each seed of ``owners`` at its h-maxima.
 
     Args:
-        owners: int32 ``S'``: each seed's label on its pixels, 0 around them; distinct seeds ``2 * reach`` apart.
-        labels: the seeds in ``owners``.
+        owners: int32 ``S'``: each seed's label on its pixels, 0 around them; two seeds' pixels more than the
+            smoothing kernel's radius apart (each alone in its box, with margins).
+        relief: the seeds' smoothed distance ``S'``, 0 outside them.
         height: the h of the h-maxima (pixels).
-        sigma: Gaussian smoothing of the distance transform.
-        exact_peaks: first check that the seed has two plateaus of local maxima (done already for a mosaic).
 
     Returns:
-        For each seed split in two or more, an intp array ``S'``: the rank of the piece each pixel falls in (0 for
-        the piece of its first marker in raster order, which keeps the seed's label), -1 outside its pieces.
+        intp ``S'``: the rank of the piece each pixel of a split seed falls in (0 for the piece of the seed's first
+        marker in raster order, which keeps the seed's label), -1 elsewhere; and the labels of the split seeds.
     """
     inside = owners > 0
-    relief = _smoothed_distance(inside, sigma)
-    if exact_peaks:
-        peaks = inside & (relief == ndimage.maximum_filter(relief, size=3))
-        if ndimage.label(peaks)[1] < 2:  # one plateau of maxima: a single blob, nothing to split
-            return {}
     # the h-maxima: regional maxima of the relief lowered by ``height`` and rebuilt under itself, so two equal
     # peaks joined by a saddle less than ``height`` below them make one plateau, one marker (skimage's ``h_maxima``
     # marks each of two equal peaks, however shallow the saddle between them). Outside the seeds the ceiling is
     # ``-height``, so nothing is rebuilt from one seed into another across the empty margin between them.
     lowered = reconstruction(relief - height, np.where(inside, relief, -height), method="dilation")
     markers, count = ndimage.label(regional_maxima(lowered) & inside)
-    seed_of_marker = np.zeros(count + 1, dtype=np.int64)
+    seed_of_marker = np.zeros(count + 1, dtype=np.intp)
     marked = markers > 0
     seed_of_marker[markers[marked]] = owners[marked]  # every pixel of a marker lies in its seed
     splitting = np.bincount(seed_of_marker[1:], minlength=int(owners.max()) + 1) >= 2  # per seed label
     splitting[0] = False
-    if not splitting.any():
-        return {}
     of_split_seeds = splitting[owners]
     markers[~of_split_seeds] = 0
     basins = watershed(-relief, markers, mask=of_split_seeds)
@@ -382,8 +386,8 @@ def _piece_ranks(
     in_order = seed_of_marker[order]
     rank_of_marker = np.empty(count + 1, dtype=np.intp)
     rank_of_marker[order] = np.arange(count + 1) - np.searchsorted(in_order, in_order, side="left")
-    ranks = np.where(basins > 0, rank_of_marker[basins], -1)
-    return {label: ranks for label in labels if splitting[label]}
+    ranks: npt.NDArray[np.intp] = np.where(basins > 0, rank_of_marker[basins], -1)
+    return ranks, {int(label) for label in np.flatnonzero(splitting)}
 
 
 def _smoothed_distance(inside: npt.NDArray[np.bool_], sigma: float) -> npt.NDArray[np.float64]:

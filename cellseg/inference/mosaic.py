@@ -15,9 +15,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
 Box = tuple[slice, ...]
 
 
@@ -34,10 +31,6 @@ class Mosaic:
     shape: tuple[int, ...]
     sources: tuple[Box, ...]
     targets: tuple[Box, ...]
-
-    def empty(self, dtype: npt.DTypeLike) -> npt.NDArray[np.generic]:
-        """A zero-filled mosaic of ``dtype``."""
-        return np.zeros(self.shape, dtype=dtype)
 
 
 def extent(box: Box) -> tuple[int, ...]:
