@@ -41,7 +41,7 @@ from cellseg.training.module import Batch, SegmentationModule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 SYSTEMS = ("monai-AttentionUnet", "monai-UNet", "cellseg-ResAttUNet")
-CHANNELS = [16, 32, 64, 128, 256]  # configs/dsb2018.yaml
+CHANNELS = [8, 16, 32, 64, 128]  # configs/dsb2018.yaml (configs/dsb2018_wide.yaml: 16 32 64 128 256)
 WARMUP_STEPS = 3
 
 

@@ -253,7 +253,7 @@ class ResAttUNet(nn.Module):
         zero_init_residual: start every residual block with its last norm's scale at zero. Off by default: a zero
             scale also stops the gradient to both convs of the branch until the scale has grown (AdamW moves it by
             about the learning rate per step), so the blocks barely learn in a short schedule. On DSB2018, 300 steps
-            of ``configs/dsb2018.yaml`` (2026-12-01): validation Dice 0.743 and F1@0.5 0.448 with it, 0.917 and
+            of ``configs/dsb2018_wide.yaml`` (2026-12-01): validation Dice 0.743 and F1@0.5 0.448 with it, 0.917 and
             0.682 without.
 
     Shape:
