@@ -1,9 +1,10 @@
 """Accuracy of cellseg against MONAI's U-Nets and a classical pipeline, each trained for the same wall-clock budget.
 
 One case is one system x seed x data set; it runs in its own process (a crash or an out-of-memory kills that case
-only) and its record is appended to the results JSON when it is done, so a long study resumes case by case: a case
-already in the results is skipped unless ``--force``; ``--rescore`` scores the cases in the results again from
-their checkpoints (after a post-processing change), keeping their training records. Run from the repository root::
+only) and its record is written to its own JSON file in the results folder (``benchmarks/results/accuracy/``) when
+it is done, so a long study resumes case by case: a case already in the results is skipped unless ``--force``;
+``--rescore`` scores the cases in the results again from their checkpoints (after a post-processing change),
+keeping their training records. Run from the repository root::
 
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data/dsb2018_train --budget-minutes 20
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data/usiigaci_train --system cellseg --seed 1
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -100,7 +102,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ROOT / "benchmarks" / "splits"
-DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
+DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "accuracy"
 SYSTEMS = ("cellseg", "monai-AttentionUnet", "monai-UNet", "otsu-watershed")
 TRAINED = SYSTEMS[:3]
 DETERMINISTIC = "otsu-watershed"
@@ -916,7 +918,6 @@ def machine_name(record: dict[str, Any]) -> str:
 
 def git_state() -> dict[str, Any]:
     """The commit, whether tracked files differ from it, and this script's own state and SHA-256."""
-    import hashlib
 
     def git(*arguments: str) -> str:
         return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -993,7 +994,7 @@ def config_of(arguments: argparse.Namespace, dataset: str) -> str:
 
 
 def runs_dir(results: Path) -> Path:
-    """Where the training runs of a results file go: ``accuracy.json`` -> ``accuracy_runs/``."""
+    """Where the training runs of a results folder go: ``accuracy/`` -> ``accuracy_runs/``."""
     return results.parent / f"{results.stem}_runs"
 
 
@@ -1002,9 +1003,33 @@ def runs_dir(results: Path) -> Path:
 
 
 def load_results(path: Path) -> list[dict[str, Any]]:
-    """The records so far (none if the file is not there)."""
-    records: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
-    return records
+    """The records so far, oldest first (none if ``path`` is not there).
+
+    Args:
+        path: a results folder (one JSON record per case file), or a JSON list of records (the single-file format
+            used before 2026-12-02, still read so older results can be merged).
+    """
+    if path.is_dir():
+        records = [json.loads(case.read_text()) for case in sorted(path.glob("*.json"))]
+        return sorted(records, key=lambda record: str(record["date"]))
+    listed: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+    return listed
+
+
+def case_file(results: Path, record: dict[str, Any]) -> Path:
+    """The file of ``record``'s case in the folder ``results``: a readable name and 8 hex digits of the case key.
+
+    Example: ``dsb2018-dsb2018-cellseg-seed2-20min-1c2d3e4f.json``; the hash keeps two configs with the same file
+    name in different folders apart.
+    """
+    dataset, system, seed, budget, limit, config = case_key(record)
+    digest = hashlib.sha256(json.dumps(case_key(record)).encode()).hexdigest()[:8]
+    parts = [dataset, system]
+    if config is not None:
+        parts = [dataset, Path(config).stem, system, f"seed{seed}", f"{budget:g}min"]
+    if limit:
+        parts.append(f"val{limit}")
+    return results / f"{'-'.join(parts)}-{digest}.json"
 
 
 def headline_scores(scores: dict[str, Any]) -> dict[str, Any]:
@@ -1028,16 +1053,21 @@ def headline_scores(scores: dict[str, Any]) -> dict[str, Any]:
     return headline
 
 
-def save_results(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write the results atomically: a JSON list, one record per line, numbers to 6 significant digits.
+def save_record(results: Path, record: dict[str, Any]) -> Path:
+    """Write one case's record atomically to its own file in the folder ``results``, replacing an earlier run of it.
 
-    One line per record keeps a diff to the cases that changed; the rounding (the tables show 3 decimals) and the
-    compact lines keep the file, which git tracks, at ~36 kB per case instead of ~54 kB.
+    One file per case keeps a diff to the cases that changed and every file small (~36 kB: floats to 6 significant
+    digits, the tables show 3 decimals); the single file of all cases grew to 0.8 MB after 24 cases.
+
+    Returns:
+        The file written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    path = case_file(results, record)
     temporary = path.with_suffix(".json.tmp")
-    temporary.write_text("[\n" + ",\n".join(json.dumps(rounded(record)) for record in records) + "\n]\n")
+    temporary.write_text(json.dumps(rounded(record)) + "\n")
     temporary.replace(path)
+    return path
 
 
 def rounded(value: Any) -> Any:
@@ -1299,7 +1329,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--system", action="append", choices=SYSTEMS, help="repeatable; default: all")
     parser.add_argument("--seed", action="append", type=int, help="repeatable; default: 0 1 (Otsu runs once)")
     parser.add_argument("--budget-minutes", type=float, default=20.0, help="training wall clock per case")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results JSON (appended to)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (one JSON file per case)")
     parser.add_argument("--force", action="store_true", help="run cases already in the results again (replace)")
     parser.add_argument(
         "--rescore",
@@ -1330,6 +1360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.table or arguments.json_table:
         print_tables(load_results(arguments.results), arguments.json_table)
         return 0
+    if arguments.results.is_file():
+        sys.exit(f"--results {arguments.results}: a single-file results list (the format before 2026-12-02); "
+                 "give a folder (each case gets its own file there); --table still reads the list")  # fmt: skip
     if arguments.data is None or not (arguments.data / "metadata.csv").is_file():
         sys.exit(f"--data {arguments.data}: give a dsb2018_train or usiigaci_train folder with metadata.csv")
     dataset = dataset_name(arguments.data)
@@ -1373,8 +1406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failed.append(f"{system} seed {seed}")
                 continue
             record = json.loads(record_path.read_text())
-        records = [r for r in load_results(arguments.results) if case_key(r) != key]
-        save_results(arguments.results, [*records, record])
+        save_record(arguments.results, record)
     print_tables(load_results(arguments.results), as_json=False)
     if failed:
         print(f"failed cases: {', '.join(failed)}", file=sys.stderr)

@@ -1,0 +1,60 @@
+"""The accuracy benchmark's results folder: one file per case, replaced by a rerun, read back oldest first."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Imported by name at run time (benchmarks/ has no __init__.py; see test_accuracy_split.py).
+accuracy = importlib.import_module("benchmarks.accuracy")
+
+
+def record(
+    system: str, seed: int | None, date: str, dice: float, config: str = "configs/dsb2018.yaml"
+) -> dict[str, Any]:
+    """A record with the fields a case key reads and one score."""
+    return {
+        "dataset": "dsb2018", "system": system, "seed": seed, "budget_minutes": None if seed is None else 20.0,
+        "limit_val": None, "config": config, "date": date, "scores": {"all": {"dice": dice}},
+    }  # fmt: skip
+
+
+def test_each_case_gets_its_own_file_and_a_rerun_replaces_it(tmp_path: Path) -> None:
+    results = tmp_path / "accuracy"
+    first = accuracy.save_record(results, record("cellseg", 2, "2026-12-02T12:00:00+00:00", 0.9123456789))
+    accuracy.save_record(results, record("monai-UNet", 0, "2026-12-02T11:00:00+00:00", 0.9))
+    accuracy.save_record(results, record("otsu-watershed", None, "2026-12-02T10:00:00+00:00", 0.7))
+    assert first.name.startswith("dsb2018-dsb2018-cellseg-seed2-20min-")
+    assert len(list(results.glob("*.json"))) == 3
+
+    rerun = accuracy.save_record(results, record("cellseg", 2, "2026-12-02T13:00:00+00:00", 0.95))
+    assert rerun == first
+    loaded = accuracy.load_results(results)
+    assert [(r["system"], r["scores"]["all"]["dice"]) for r in loaded] == [
+        ("otsu-watershed", 0.7), ("monai-UNet", 0.9), ("cellseg", 0.95),
+    ]  # fmt: skip
+    assert not list(results.glob("*.tmp"))
+
+
+def test_floats_are_kept_to_six_significant_digits(tmp_path: Path) -> None:
+    path = accuracy.save_record(tmp_path, record("cellseg", 0, "2026-12-02T12:00:00+00:00", 0.9123456789))
+    assert json.loads(path.read_text())["scores"]["all"]["dice"] == 0.912346
+
+
+def test_configs_with_one_file_name_in_two_folders_are_two_cases(tmp_path: Path) -> None:
+    default = record("cellseg", 0, "2026-12-02T12:00:00+00:00", 0.9, config="configs/dsb2018.yaml")
+    variant = record("cellseg", 0, "2026-12-02T12:00:00+00:00", 0.8, config="tuning/dsb2018.yaml")
+    assert accuracy.case_file(tmp_path, default) != accuracy.case_file(tmp_path, variant)
+
+
+def test_the_older_single_file_list_is_read_but_not_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    listed = tmp_path / "accuracy.json"
+    listed.write_text(json.dumps([record("cellseg", 0, "2026-12-02T12:00:00+00:00", 0.9)]))
+    assert [r["system"] for r in accuracy.load_results(listed)] == ["cellseg"]
+    assert accuracy.load_results(tmp_path / "not-there") == []
+    with pytest.raises(SystemExit, match="single-file results list"):
+        accuracy.main(["--results", str(listed), "--data", str(tmp_path)])
