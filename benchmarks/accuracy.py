@@ -15,13 +15,14 @@ Systems (``--system``, repeatable; default all):
 
 * ``cellseg``: ``cellseg fit --config configs/DATASET.yaml`` through ``cellseg.training.cli.run_fit`` (the real fit
   path), then the real predict path: ``load_model``, ``prepare``, ``segment_image`` with the default
-  ``InstanceConfig`` (what ``cellseg predict`` does without options).
+  ``TileConfig`` and ``InstanceConfig`` (what ``cellseg predict`` does without options).
 * ``monai-AttentionUnet``, ``monai-UNet``: MONAI's ``AttentionUnet`` and ``UNet(num_res_units=2)`` (2D, 1 -> 3
   channels, the config's widths, strides of 2) in place of ``ResAttUNet`` in the very same ``SegmentationModule``,
   ``CellDataModule`` and Lightning ``Trainer``, all built by cellseg's LightningCLI from the same YAML config (same
   loss, optimiser, schedule, augmentation, patch size, batch, precision, callbacks, validation); only the network is
-  swapped after the CLI builds the model, and ``distance_head`` is off (3 outputs). Predicted with the same
-  sliding window (``predict_probabilities``: the training patch as tile, overlap 0.25, Gaussian blending); instances
+  swapped after the CLI builds the model, and ``distance_head`` is off (3 outputs). Predicted with MONAI's
+  sliding window as a MONAI user runs it (``predict_probabilities``: the training patch as tile, overlap 0.25,
+  Gaussian blending); instances
   are the connected components (4-connectivity) of ``argmax != background``, nothing removed: what a MONAI user gets.
   The same probabilities are also scored through cellseg's post-processing (the default ``InstanceConfig``; rows
   ``SYSTEM + cellseg instances``), which tells the network's share of a difference from the post-processing's.
@@ -106,6 +107,7 @@ DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "accuracy"
 SYSTEMS = ("cellseg", "monai-AttentionUnet", "monai-UNet", "otsu-watershed")
 TRAINED = SYSTEMS[:3]
 DETERMINISTIC = "otsu-watershed"
+TILES = {"cellseg": "training patch, overlap 0.25; norms folded", DETERMINISTIC: None}
 DATASETS = ("dsb2018", "usiigaci")
 DEFAULT_SEEDS = (0, 1)
 SPLIT_SEED = 2026
@@ -786,7 +788,8 @@ def predictor(
     monai_preparation = Preparation.of(monai_model)
 
     def components(image: ImageData) -> dict[str, Labels]:
-        probabilities = predict_probabilities(monai_model, prepare(image, monai_preparation), TileConfig())
+        prepared = prepare(image, monai_preparation)  # tiles of the training patch, as a MONAI user runs them
+        probabilities = predict_probabilities(monai_model, prepared, TileConfig(tile_size=monai_model.tile_size))
         labels: Labels = ndimage.label(probabilities.argmax(axis=0) != 0)[0].astype(np.int32)  # 4-connectivity
         return {MAIN: labels, CELLSEG_INSTANCES: instances_from_probabilities(probabilities, instances)}
 
@@ -871,6 +874,7 @@ def score_case(
         "images": len(names),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "instances": INSTANCES[system],
+        "tiles": TILES.get(system, "training patch, overlap 0.25"),
         "object_diameter_fallback": object_diameter,
     }
     return by_variant, rows, record

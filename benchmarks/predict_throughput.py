@@ -14,6 +14,8 @@ Measured per (system, image size), each case in its own process so that its peak
 * ``monai-AttentionUnet-channels-last``: the same, with the network's weights and input in NHWC memory format, as
   cellseg's 2D network runs (1.3-1.9x on a CPU): what MONAI's network would give with cellseg's layout, so that the
   gap to ``cellseg`` is the architecture's and the pipeline's, not the memory format's.
+* ``monai-AttentionUnet-cellseg-tiles``: the same NHWC network on the tiles cellseg uses (``--tiles``): with the
+  format and the tiling the same as cellseg's, the gap to ``cellseg-probabilities`` is the network's alone.
 * ``cellseg-naive``: the network on the whole (padded) image in one forward pass, no tiling, to show the memory that
   tiling saves; measured up to ``--naive-max`` (2048 px), above that estimated from the largest measured size scaled
   by the pixel count (marked as an estimate; not run, it would need tens of GB).
@@ -25,6 +27,11 @@ the real loading path: a ``SegmentationModule`` with random-init weights is save
 ``Trainer`` and read back with ``load_model``. Timings are for random weights: the compute is the same as a trained
 model's, but the instance step sees noisy probabilities, so its object count (and, a little, its time) differs from
 a trained model's; ``--checkpoint`` measures a trained model instead.
+
+Tiles (``--tiles``) of the cellseg rows: ``patch`` (default, what ``cellseg predict`` does): the training patch
+with overlap 0.25, as the MONAI rows always use; ``fitted``: ``cellseg predict --max-tile 512``, the fewest tiles of
+at most 512 px a side sharing a quarter of the training patch (``cellseg.inference.tiling.fitted_tiles``).
+``--no-fold-norms`` loads the cellseg model without folding its batch norms into the convolutions (that step's A/B).
 
 Timing: one warm-up pass on a 512 x 512 crop, then the median of ``--repeats`` passes (default 3 up to 2048 x 2048,
 1 above). Memory: on the CPU, the process's peak RSS (``ru_maxrss``) from just after the input is prepared (the
@@ -54,6 +61,7 @@ import sys
 import tempfile
 import time
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +78,18 @@ from cellseg.data.synthetic import SyntheticConfig, generate_sample
 from cellseg.inference.model import LoadedModel, load_model
 from cellseg.inference.prepare import Preparation, prepare
 from cellseg.inference.segment import BlockConfig, segment_image
-from cellseg.inference.tiling import TileConfig, predict_probabilities
+from cellseg.inference.tiling import TileConfig, fitted_tiles, predict_probabilities
 from cellseg.io import ImageData
 from cellseg.training.module import SegmentationModule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predict_throughput.json"
 REFERENCE = "monai-AttentionUnet"
 REFERENCE_NHWC = "monai-AttentionUnet-channels-last"
+REFERENCE_CELLSEG_TILES = "monai-AttentionUnet-cellseg-tiles"
 NAIVE = "cellseg-naive"
-SYSTEMS = (REFERENCE, REFERENCE_NHWC, "cellseg", "cellseg-probabilities", NAIVE)
+SYSTEMS = (REFERENCE, REFERENCE_NHWC, REFERENCE_CELLSEG_TILES, "cellseg", "cellseg-probabilities", NAIVE)
+TILINGS = ("patch", "fitted")
+FITTED_MAX_TILE = 512
 CHANNELS = [8, 16, 32, 64, 128]  # configs/dsb2018.yaml (configs/dsb2018_wide.yaml: 16 32 64 128 256)
 TILE = 128  # configs/dsb2018.yaml's patch size
 OVERLAP = 0.25
@@ -151,7 +162,9 @@ def monai_network(channels: list[int], device: torch.device, channels_last: bool
     return network.eval().to(device)
 
 
-def monai_probabilities(network: nn.Module, image: Array, tile: int, precision: str) -> torch.Tensor:
+def monai_probabilities(
+    network: nn.Module, image: Array, tile: tuple[int, ...], overlap: tuple[float, ...] | float, precision: str
+) -> torch.Tensor:
     """Probabilities ``(1, 3, H, W)`` on the CPU as a MONAI user gets them: a sliding window, then a softmax.
 
     The input follows the network's weights' memory format (NCHW by default, NHWC for ``REFERENCE_NHWC``).
@@ -162,7 +175,7 @@ def monai_probabilities(network: nn.Module, image: Array, tile: int, precision: 
         tensor = tensor.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), autocast(device, precision):
         logits = sliding_window_inference(
-            tensor, roi_size=(tile, tile), sw_batch_size=BATCH, predictor=network, overlap=OVERLAP,
+            tensor, roi_size=tile, sw_batch_size=BATCH, predictor=network, overlap=overlap,
             mode="gaussian", device=torch.device("cpu"),
         )  # fmt: skip
         assert isinstance(logits, torch.Tensor)
@@ -192,13 +205,27 @@ def run_system(
         predict_probabilities(model, image, tiles)
     elif system in (REFERENCE, REFERENCE_NHWC):
         assert monai is not None
-        assert tiles.tile_size is not None
-        monai_probabilities(monai, image, tiles.tile_size[0], tiles.precision)
+        patch = model.tile_size
+        monai_probabilities(monai, image, patch, OVERLAP, tiles.precision)
+    elif system == REFERENCE_CELLSEG_TILES:
+        assert monai is not None
+        tile, overlap = cellseg_tiles(model, image, tiles)
+        monai_probabilities(monai, image, tile, overlap, tiles.precision)
     elif system == NAIVE:
         naive_probabilities(model, image, tiles.precision)
     else:
         raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}.")
     return None, None
+
+
+def cellseg_tiles(
+    model: LoadedModel, image: Array, tiles: TileConfig
+) -> tuple[tuple[int, ...], tuple[float, ...] | float]:
+    """The tile and overlap cellseg's ``predict_probabilities`` takes for ``image`` ``(C, H, W)`` with ``tiles``."""
+    if tiles.tile_size is not None or tiles.max_tile is None:
+        return tiles.tile_size or model.tile_size, tiles.overlap
+    margin = round(tiles.overlap * min(model.tile_size))
+    return fitted_tiles(image.shape[1:], model.tile_size, model.stride, margin, tiles.max_tile)
 
 
 def current_rss_mb() -> float:
@@ -236,6 +263,8 @@ def measure(
     tile: int,
     repeats: int,
     monai_channels: list[int] | None = None,
+    tiling: str = "patch",
+    fold_norms: bool = True,
 ) -> dict[str, Any]:
     """Time ``system`` on a ``side`` x ``side`` image in this process; return its record.
 
@@ -246,21 +275,25 @@ def measure(
         sample_path: ``.npy`` of the ``uint16`` synthetic field tiled across the image.
         device_name: ``cpu`` or ``cuda``.
         precision: ``32`` or ``bf16`` (GPU only).
-        tile: tile side in pixels.
+        tile: the training patch's side in pixels (the tile of ``patch`` tiling and of the MONAI reference).
         repeats: timed passes; the median is reported.
         monai_channels: MONAI's widths, finest first; ``None``: the cellseg model's.
+        tiling: ``patch`` (``tile`` with overlap 0.25, cellseg's default) or ``fitted`` (``max_tile`` 512).
+        fold_norms: fold the cellseg model's batch norms into its convolutions (``load_model``'s default).
 
     Returns:
         Seconds, megapixels/s, memory, objects and the settings, as plain data.
     """
     device = torch.device(device_name)
-    model = load_model(checkpoint, device)
+    model = load_model(checkpoint, device, fold_norms=fold_norms)
+    model = replace(model, tile_size=(tile, tile))
     channels = [int(width) for width in model.module.hparams["network"]["channels"]]
     is_monai = system.startswith(REFERENCE)
     if is_monai:
         channels = monai_channels or channels
-    monai = monai_network(channels, device, system == REFERENCE_NHWC) if is_monai else None
-    tiles = TileConfig(tile_size=(tile, tile), overlap=OVERLAP, batch_size=BATCH, precision=precision)
+    monai = monai_network(channels, device, system in (REFERENCE_NHWC, REFERENCE_CELLSEG_TILES)) if is_monai else None
+    tile_size, max_tile = ((tile, tile), None) if tiling == "patch" else (None, FITTED_MAX_TILE)
+    tiles = TileConfig(tile_size=tile_size, overlap=OVERLAP, max_tile=max_tile, batch_size=BATCH, precision=precision)
     model_rss = current_rss_mb()
     sample: npt.NDArray[np.uint16] = np.load(sample_path)
     start = time.perf_counter()
@@ -296,6 +329,8 @@ def measure(
         "precision": precision,
         "channels": channels,
         "tile": tile,
+        "tiles": tiling,
+        "fold_norms": fold_norms,
         "overlap": OVERLAP,
         "batch": BATCH,
         "repeats": repeats,
@@ -327,7 +362,8 @@ def run_case_in_subprocess(
     command = [
         sys.executable, __file__, "--one", f"{system}:{side}", "--checkpoint", str(checkpoint),
         "--sample", str(sample_path), "--device", arguments.device, "--precision", arguments.precision,
-        "--tile", str(tile), "--repeats", str(repeats_for(side, arguments.repeats)),
+        "--tile", str(tile), "--repeats", str(repeats_for(side, arguments.repeats)), "--tiles", arguments.tiles,
+        *(["--no-fold-norms"] if arguments.no_fold_norms else []),
         *(["--monai-channels", *map(str, arguments.monai_channels)] if arguments.monai_channels else []),
     ]  # fmt: skip
     completed = subprocess.run(command, check=False, capture_output=True, text=True)
@@ -405,6 +441,9 @@ def main() -> None:
     parser.add_argument("--monai-channels", type=int, nargs="+",
                         help="MONAI AttentionUnet's widths (default: the cellseg model's)")  # fmt: skip
     parser.add_argument("--tile", type=int, help=f"tile side (default: the checkpoint's patch size, {TILE})")
+    parser.add_argument("--tiles", choices=TILINGS, default="patch",
+                        help="cellseg's tiles: the training patch (default) or fitted (--max-tile 512)")  # fmt: skip
+    parser.add_argument("--no-fold-norms", action="store_true", help="keep the cellseg model's batch norms unfolded")
     parser.add_argument("--repeats", type=int, help="timed passes per case (default: 3 up to 2048 px, 1 above)")
     parser.add_argument("--naive-max", type=int, default=2048, help="largest size the naive pass is run at")
     parser.add_argument("--checkpoint", type=Path, help="a trained cellseg checkpoint instead of random weights")
@@ -421,7 +460,8 @@ def main() -> None:
     if arguments.one:
         system, side = arguments.one.rsplit(":", 1)
         record = measure(system, int(side), arguments.checkpoint, arguments.sample, arguments.device,
-                         arguments.precision, arguments.tile, arguments.repeats, arguments.monai_channels)  # fmt: skip
+                         arguments.precision, arguments.tile, arguments.repeats, arguments.monai_channels,
+                         arguments.tiles, not arguments.no_fold_norms)  # fmt: skip
         print(json.dumps(record))
         return
     results: Path = arguments.results
@@ -446,6 +486,7 @@ def main() -> None:
             return bool(
                 r["device"].startswith(device) and r["model"] == label and r["channels"] == widths
                 and r["tile"] == tile and r["precision"] == arguments.precision
+                and r.get("tiles", "patch") == arguments.tiles and r.get("fold_norms", False) != arguments.no_fold_norms
             )  # fmt: skip
 
         records: list[dict[str, Any]] = json.loads(results.read_text()) if results.exists() else []
@@ -466,7 +507,8 @@ def main() -> None:
                 temporary.write_text(json.dumps(records, indent=1))
                 temporary.replace(results)
     rows = [r for r in records if same_settings(r)]
-    print(f"model: {label}; widths {channels} (MONAI {monai_channels}); tile {tile}, overlap {OVERLAP}, "
+    print(f"model: {label}; widths {channels} (MONAI {monai_channels}); cellseg tiles {arguments.tiles}, "
+          f"norms {'unfolded' if arguments.no_fold_norms else 'folded'}; MONAI tile {tile}, overlap {OVERLAP}; "
           f"batch {BATCH}; precision {arguments.precision}")  # fmt: skip
     print_table(rows, sorted(set(arguments.sizes)), arguments.naive_max, arguments.device == "cuda")
 

@@ -43,7 +43,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> None
     model = parser.add_argument_group("model and tiling")
     model.add_argument("--model", required=required, type=Path, help="checkpoint written by cellseg fit (.ckpt)")
     model.add_argument("--tile-size", type=int, nargs="+", help="tile sides in pixels (default: the training patch)")
-    model.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default: 0.25)")
+    model.add_argument(
+        "--max-tile", type=int,
+        help="2D: fit the fewest tiles of at most this side to each image instead (e.g. 512: faster, a little less "
+        "accurate; see README)",
+    )  # fmt: skip
+    model.add_argument(
+        "--overlap", type=float, default=0.25,
+        help="tile overlap: a fraction of the tile, or of the training patch with --max-tile (default: 0.25)",
+    )  # fmt: skip
     model.add_argument("--tile-batch", type=int, default=4, help="tiles per forward pass (default: 4)")
     model.add_argument("--tta", action="store_true", help="average over flips and rotations (8x the compute)")
     model.add_argument("--block-size", type=int, default=4096, help="largest side predicted at once (default: 4096)")
@@ -154,7 +162,7 @@ def predict_options(args: argparse.Namespace, output: Path, outputs: OutputOptio
         output=output,
         tiles=TileConfig(
             tile_size=tuple(args.tile_size) if args.tile_size else None, overlap=args.overlap,
-            batch_size=args.tile_batch, tta=args.tta, precision=args.precision,
+            max_tile=args.max_tile, batch_size=args.tile_batch, tta=args.tta, precision=args.precision,
         ),
         instances=InstanceConfig(
             method=method,

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from cellseg.models.fusion import fold_batch_norms
 from cellseg.training.module import SegmentationModule
 
 
@@ -26,8 +27,10 @@ class LoadedModel:
     """A trained model in eval mode and everything needed to prepare its input.
 
     Attributes:
-        module: the ``SegmentationModule``; ``module.probabilities(module(x))`` maps a normalised ``(N, C, *S)``
-            batch to ``(N, K, *S)`` probabilities named by ``output_names``.
+        module: the ``SegmentationModule``, in eval mode, its batch norms folded into the convolutions before them
+            where there is one (``fold_batch_norms``: the same outputs, fewer passes); ``module.probabilities(
+            module(x))`` maps a normalised ``(N, C, *S)`` batch to ``(N, K, *S)`` probabilities named by
+            ``output_names``. For inference only: a folded module is not meant to be trained further.
         path: the checkpoint file.
         sha256: hex digest of the checkpoint file, for provenance.
         output_names: the meaning of the ``K`` output channels, e.g. background, interior, boundary(, distance).
@@ -68,12 +71,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(path: str | Path, device: str | torch.device = "cpu", fold_norms: bool = True) -> LoadedModel:
     """Load a cellseg checkpoint safely (``weights_only=True``) and put it in eval mode on ``device``.
 
     Args:
         path: a ``.ckpt`` written by ``cellseg fit``.
         device: where the network runs.
+        fold_norms: fold the batch norms that follow a convolution into it (same outputs to float rounding).
 
     Returns:
         The model and its preparation settings.
@@ -98,6 +102,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     module = SegmentationModule(**arguments)
     module.load_state_dict(checkpoint["state_dict"])
     module.eval().to(device)
+    if fold_norms:
+        fold_batch_norms(module.network)
     hparams = checkpoint["hyper_parameters"]
     spatial_dims = module.network.spatial_dims
     default_tile = [256, 256] if spatial_dims == 2 else [64, 128, 128]

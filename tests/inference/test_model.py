@@ -31,3 +31,17 @@ def test_missing_and_foreign_files_get_one_clear_error(tmp_path: Path) -> None:
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CheckpointError, match="not a cellseg checkpoint"):
         load_model(foreign)
+
+
+def test_loaded_model_has_its_norms_folded_and_predicts_as_the_unfolded_one(checkpoint: Path) -> None:
+    folded, unfolded = load_model(checkpoint), load_model(checkpoint, fold_norms=False)
+
+    def norms(model: object) -> int:
+        return sum(isinstance(module, torch.nn.BatchNorm2d) for module in model.module.modules())  # type: ignore[attr-defined]
+
+    assert norms(folded) < norms(unfolded)
+    image = torch.randn(2, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = unfolded.module.probabilities(unfolded.module(image))
+        actual = folded.module.probabilities(folded.module(image))
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)

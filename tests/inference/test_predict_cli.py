@@ -83,6 +83,16 @@ def test_predicted_cells_match_the_truth(checkpoint: Path, tmp_path: Path) -> No
     assert scores.at(0.5).f1 > 0.6
 
 
+def test_fitted_tiles_from_the_command_line_find_the_same_cells(checkpoint: Path, tmp_path: Path) -> None:
+    image, _ = nuclei(7, (200, 200))
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    for name, options in (("patch", []), ("fitted", ["--max-tile", "512"])):
+        assert predict(checkpoint, str(tmp_path / "cells.tif"), "--output", str(tmp_path / name), *options) == 0
+    patch, fitted = (read_mask(tmp_path / name / "cells_masks.tif") for name in ("patch", "fitted"))
+    assert not np.array_equal(patch, fitted)  # one 200 px pass instead of overlapping 64 px tiles
+    assert match_instances(patch, fitted).at(0.5).f1 > 0.9
+
+
 @pytest.mark.parametrize("seeds", ["boundary", "distance"])
 def test_two_touching_discs_come_out_as_two_cells(distance_checkpoint: Path, tmp_path: Path, seeds: str) -> None:
     truth = np.zeros((64, 64), np.int32)

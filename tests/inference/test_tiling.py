@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from monai.inferers.utils import sliding_window_inference
+from monai.data.utils import dense_patch_slices
+from monai.inferers.utils import _get_scan_interval, sliding_window_inference
 
 from cellseg.data.intensity import percentile_normalise
 from cellseg.data.synthetic import SyntheticConfig, generate_sample
@@ -16,6 +18,7 @@ from cellseg.inference.segment import BlockConfig, block_boxes, segment_image
 from cellseg.inference.tiling import (
     TileConfig,
     dihedral_transforms,
+    fitted_tiles,
     predict_probabilities,
     tile_predictor,
     tile_size_for,
@@ -96,6 +99,41 @@ def test_tta_probabilities_stay_probabilities_and_agree_with_plain(model: Loaded
     augmented = predict_probabilities(model, image[:, :128, :128], TileConfig(tta=True))
     assert np.allclose(augmented[:3].sum(axis=0), 1.0, atol=1e-5)
     assert np.abs(plain - augmented).mean() < 0.05
+
+
+@pytest.mark.parametrize("stride", [4, 16])
+def test_fitted_tiles_cover_each_axis_with_the_fewest_tiles_sharing_the_margin(stride: int) -> None:
+    margin, largest = 32, 512
+    sizes = [1, 15, 16, 130, 300, 511, 512, 513, 520, 1000, 1024, 1388, 2048, 4096, 10000]
+    for size in sizes:
+        (side,), (overlap,) = fitted_tiles((size,), (128,), stride, margin, largest)
+        assert side % stride == 0
+        assert side <= largest
+        # the tiles MONAI's sliding window takes with these settings (the image padded up to one tile if smaller)
+        padded = max(size, side)
+        interval = _get_scan_interval((padded,), (side,), 1, (overlap,))
+        starts = sorted({s[0].start for s in dense_patch_slices((padded,), (side,), interval)})
+        fewest = 1 if size <= largest else -(-(size - margin) // (largest - margin))
+        assert len(starts) == fewest, size
+        assert starts[0] == 0
+        assert starts[-1] + side >= size
+        assert all(b - a <= side - margin for a, b in itertools.pairwise(starts)), size
+
+
+def test_fitted_tiles_of_an_image_within_the_largest_tile_are_one_pass(model: LoadedModel, image: np.ndarray) -> None:
+    fitted = predict_probabilities(model, image, TileConfig(max_tile=512))
+    assert np.array_equal(fitted, predict_probabilities(model, image, TileConfig(tile_size=(256, 256))))
+
+
+def test_fitted_tiles_leave_no_seams(model: LoadedModel, image: np.ndarray) -> None:
+    whole = predict_probabilities(model, image, TileConfig(tile_size=(256, 256)))
+    # at most 96 px a side: 4 x 4 tiles of 88 px sharing 0.5 x the 64 px patch = 32 px (abutting tiles: > 0.03, see
+    # test_tiled_prediction_matches_the_whole_image_pass_without_seams)
+    fitted = predict_probabilities(model, image, TileConfig(max_tile=96, overlap=0.5))
+    difference = np.abs(whole - fitted).max(axis=0)
+    assert difference.mean() < 0.002
+    for axis in (0, 1):
+        assert difference.mean(axis=axis).max() < 0.015
 
 
 def test_tile_sizes_must_fit_the_network(model: LoadedModel) -> None:
