@@ -8,6 +8,7 @@ from torch import nn
 
 from cellseg.models import AttentionGate, ResAttUNet, ResidualBlock
 from cellseg.models.fusion import fold_batch_norms
+from cellseg.models.layers import SpatialDims
 
 
 def trained_like(network: nn.Module) -> nn.Module:
@@ -16,10 +17,13 @@ def trained_like(network: nn.Module) -> nn.Module:
     for module in network.modules():
         if isinstance(module, nn.BatchNorm2d | nn.BatchNorm3d):
             size = module.num_features
-            module.weight.data = torch.rand(size, generator=generator) + 0.5
-            module.bias.data = torch.randn(size, generator=generator)
-            module.running_mean.data = torch.randn(size, generator=generator)
-            module.running_var.data = torch.rand(size, generator=generator) + 0.2
+            assert module.running_mean is not None
+            assert module.running_var is not None
+            with torch.no_grad():
+                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(size, generator=generator))
+                module.running_mean.copy_(torch.randn(size, generator=generator))
+                module.running_var.copy_(torch.rand(size, generator=generator) + 0.2)
     return network.eval()
 
 
@@ -28,7 +32,7 @@ def batch_norms(network: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_folded_network_computes_the_same_logits_with_fewer_norms(spatial_dims: int) -> None:
+def test_folded_network_computes_the_same_logits_with_fewer_norms(spatial_dims: SpatialDims) -> None:
     network = trained_like(ResAttUNet(spatial_dims, 1, 3, (4, 8, 16), blocks_per_level=2))
     image = torch.randn(2, 1, *(16,) * spatial_dims)
     with torch.no_grad():
