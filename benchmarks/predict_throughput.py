@@ -78,7 +78,7 @@ from cellseg.data.synthetic import SyntheticConfig, generate_sample
 from cellseg.inference.model import LoadedModel, load_model
 from cellseg.inference.prepare import Preparation, prepare
 from cellseg.inference.segment import BlockConfig, segment_image
-from cellseg.inference.tiling import TileConfig, fitted_tiles, predict_probabilities
+from cellseg.inference.tiling import TileConfig, predict_probabilities, tiles_for
 from cellseg.io import ImageData
 from cellseg.training.module import SegmentationModule
 
@@ -209,23 +209,13 @@ def run_system(
         monai_probabilities(monai, image, patch, OVERLAP, tiles.precision)
     elif system == REFERENCE_CELLSEG_TILES:
         assert monai is not None
-        tile, overlap = cellseg_tiles(model, image, tiles)
+        tile, overlap = tiles_for(model, tiles, image.shape[1:])
         monai_probabilities(monai, image, tile, overlap, tiles.precision)
     elif system == NAIVE:
         naive_probabilities(model, image, tiles.precision)
     else:
         raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}.")
     return None, None
-
-
-def cellseg_tiles(
-    model: LoadedModel, image: Array, tiles: TileConfig
-) -> tuple[tuple[int, ...], tuple[float, ...] | float]:
-    """The tile and overlap cellseg's ``predict_probabilities`` takes for ``image`` ``(C, H, W)`` with ``tiles``."""
-    if tiles.tile_size is not None or tiles.max_tile is None:
-        return tiles.tile_size or model.tile_size, tiles.overlap
-    margin = round(tiles.overlap * min(model.tile_size))
-    return fitted_tiles(image.shape[1:], model.tile_size, model.stride, margin, tiles.max_tile)
 
 
 def current_rss_mb() -> float:

@@ -109,6 +109,21 @@ def fitted_tiles(
     return tuple(sides), tuple(overlaps)
 
 
+def tiles_for(
+    model: LoadedModel, config: TileConfig, shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[float, ...] | float]:
+    """The tile and overlap the sliding window takes for an image of spatial shape ``shape``.
+
+    The given or patch-sized tile with ``config.overlap``; with ``config.max_tile`` (2D, no ``tile_size``) the
+    ``fitted_tiles`` sharing ``config.overlap`` x the training patch's side.
+    """
+    tile = tile_size_for(model, config)
+    if config.tile_size is not None or config.max_tile is None or model.spatial_dims != 2:
+        return tile, config.overlap
+    margin = round(config.overlap * min(model.tile_size))
+    return fitted_tiles(shape, tile, model.stride, margin, config.max_tile)
+
+
 def dihedral_transforms(spatial_dims: int) -> list[Transform]:
     """(forward, inverse) pairs over the last ``spatial_dims`` axes of ``(N, C, *S)`` tensors.
 
@@ -186,11 +201,7 @@ def predict_probabilities(
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
     if model.spatial_dims == 2:  # the network's weights are channels-last (NHWC) on every device
         tensor = tensor.contiguous(memory_format=torch.channels_last)
-    tile: tuple[int, ...] = tile_size_for(model, config)
-    overlap: tuple[float, ...] | float = config.overlap
-    if config.tile_size is None and config.max_tile is not None and model.spatial_dims == 2:
-        margin = round(config.overlap * min(model.tile_size))
-        tile, overlap = fitted_tiles(image.shape[1:], tile, model.stride, margin, config.max_tile)
+    tile, overlap = tiles_for(model, config, image.shape[1:])
     with torch.inference_mode():
         probabilities = sliding_window_inference(
             tensor,
