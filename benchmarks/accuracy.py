@@ -904,15 +904,33 @@ def machine() -> dict[str, Any]:
     }
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; the platform's processor where that file is not there)."""
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name, family, model and widest vector unit, e.g. ``AMD EPYC (family 25 model 17, AVX-512)``.
+
+    Virtual machines often report only a vendor line (``AMD EPYC``) whatever the generation under it; the family,
+    model and AVX-512 flag tell a Zen 3 from a Zen 4 host, which train at different speeds and so must not share a
+    table.
+
+    Args:
+        cpuinfo: the ``/proc/cpuinfo`` file to read; where it is not there, the platform's processor is returned.
+    """
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        fields: dict[str, str] = {}
+        for line in cpuinfo.read_text().splitlines():
+            if not line.strip():
+                break  # the first processor's block is enough
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        fields = {}
+    name = fields.get("model name")
+    if not name:
+        return platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    vector_unit = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    family, model = fields.get("cpu family"), fields.get("model")
+    generation = f"family {family} model {model}, " if family and model else ""
+    return f"{name} ({generation}{vector_unit})"
 
 
 def machine_name(record: dict[str, Any]) -> str:

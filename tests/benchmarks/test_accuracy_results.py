@@ -58,3 +58,26 @@ def test_the_older_single_file_list_is_read_but_not_written(tmp_path: Path, caps
     assert accuracy.load_results(tmp_path / "not-there") == []
     with pytest.raises(SystemExit, match="single-file results list"):
         accuracy.main(["--results", str(listed), "--data", str(tmp_path)])
+
+
+ZEN3_FLAGS = "fpu sse2 avx fma avx2 bmi2"
+ZEN4_FLAGS = ZEN3_FLAGS + " avx512f avx512bw avx512_bf16"
+
+
+def cpuinfo(tmp_path: Path, model: str, flags: str) -> Path:
+    """A two-processor ``/proc/cpuinfo`` of a VM that names only the vendor line."""
+    block = f"processor\t: {{n}}\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: {model}\nflags\t\t: {flags}\n"
+    path = tmp_path / f"cpuinfo-{model}"
+    path.write_text(block.format(n=0) + "\n" + block.format(n=1))
+    return path
+
+
+def test_cpu_model_tells_two_generations_behind_one_vendor_name_apart(tmp_path: Path) -> None:
+    zen3 = accuracy.cpu_model(cpuinfo(tmp_path, "1", ZEN3_FLAGS))
+    zen4 = accuracy.cpu_model(cpuinfo(tmp_path, "17", ZEN4_FLAGS))
+    assert zen3 == "AMD EPYC (family 25 model 1, AVX2)"
+    assert zen4 == "AMD EPYC (family 25 model 17, AVX-512)"
+
+
+def test_cpu_model_without_cpuinfo_falls_back_to_the_platform(tmp_path: Path) -> None:
+    assert accuracy.cpu_model(tmp_path / "absent")  # non-empty, whatever the platform calls itself
