@@ -933,6 +933,13 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{name} ({generation}{vector_unit})"
 
 
+def this_machine_name() -> str:
+    """This machine's name as ``machine_name`` gives a record's: the GPU where there is one, else the CPU."""
+    import torch
+
+    return str(torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_model())
+
+
 def machine_name(record: dict[str, Any]) -> str:
     """The GPU a case ran on, else its CPU's model name (``?`` for a record that did not note it)."""
     return str(record["machine"].get("gpu") or record["machine"].get("cpu", "?"))
@@ -959,6 +966,28 @@ def case_key(record: dict[str, Any]) -> tuple[Any, ...]:
         record["dataset"], record["system"], record["seed"], record["budget_minutes"], record["limit_val"],
         record["config"] if record["system"] != DETERMINISTIC else None,
     )  # fmt: skip
+
+
+def other_machine(done: dict[str, Any], this_machine: str) -> str | None:
+    """Why a case in the results must not count as done here, or ``None`` where it may.
+
+    A trained case's wall-clock budget buys a different number of steps on another CPU (4,484 against 2,418 on two
+    AMD EPYC generations), so a case run elsewhere is not this machine's case: skipping it would mix machines in one
+    comparison, and ``--force`` would replace another machine's record. Otsu has no budget and may be shared.
+
+    Args:
+        done: the record already in the results folder for the case.
+        this_machine: this machine's name as ``machine_name`` gives it (``this_machine_name()``).
+    """
+    if done["seed"] is None:
+        return None
+    there = machine_name(done) if "machine" in done else "?"
+    if there == this_machine:
+        return None
+    return (
+        f"ran on {there}, this machine is {this_machine}: a wall-clock budget is not the same case on another CPU; "
+        "give --results a folder for this machine (e.g. benchmarks/results/accuracy_MYMACHINE)"
+    )
 
 
 def run_one(arguments: argparse.Namespace, command: str) -> dict[str, Any]:
@@ -1395,6 +1424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{dataset}: {len(split['train'])} training and {len(split['validation'])} validation images "
           f"({relative(SPLITS / f'{dataset}.json')})")  # fmt: skip
     failed = []
+    here = this_machine_name()
     seeds = arguments.seed or list(DEFAULT_SEEDS)
     # seed by seed, so that a comparison of every system is there after the first round
     systems = arguments.system or list(SYSTEMS)
@@ -1407,6 +1437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = [r for r in load_results(arguments.results) if case_key(r) == key]
         if arguments.rescore and not done:
             print(f"{dataset} {system} seed {seed}: not in {relative(arguments.results)}; nothing to rescore")
+            continue
+        clash = other_machine(done[-1], here) if done and not arguments.rescore else None
+        if clash:
+            print(f"{dataset} {system} seed {seed}: in {relative(arguments.results)} already, but {clash}",
+                  file=sys.stderr)  # fmt: skip
+            failed.append(f"{system} seed {seed} (another machine's case)")
             continue
         if done and not arguments.force and not arguments.rescore:
             print(f"{dataset} {system} seed {seed}: in {relative(arguments.results)} already (--force reruns)")

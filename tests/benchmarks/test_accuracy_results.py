@@ -81,3 +81,16 @@ def test_cpu_model_tells_two_generations_behind_one_vendor_name_apart(tmp_path: 
 
 def test_cpu_model_without_cpuinfo_falls_back_to_the_platform(tmp_path: Path) -> None:
     assert accuracy.cpu_model(tmp_path / "absent")  # non-empty, whatever the platform calls itself
+
+
+def test_a_trained_case_from_another_machine_does_not_count_as_done_here() -> None:
+    zen3 = "AMD EPYC (family 25, AVX2)"
+    case = record("cellseg", 0, "2026-12-02T12:00:00+00:00", 0.9) | {"machine": {"cpu": zen3, "gpu": None}}
+    assert accuracy.other_machine(case, zen3) is None
+    message = accuracy.other_machine(case, "AMD EPYC (family 25 model 17, AVX-512)")
+    assert message is not None
+    assert zen3 in message
+    assert "--results" in message
+    assert accuracy.other_machine(record("cellseg", 0, "2026-12-02", 0.9), zen3) is not None  # machine not noted
+    otsu = record("otsu-watershed", None, "2026-12-02T12:00:00+00:00", 0.7) | {"machine": {"cpu": zen3}}
+    assert accuracy.other_machine(otsu, "Intel Xeon") is None  # no budget: the same case anywhere
