@@ -16,6 +16,10 @@ Measured per (system, image size), each case in its own process so that its peak
   gap to ``cellseg`` is the architecture's and the pipeline's, not the memory format's.
 * ``monai-AttentionUnet-cellseg-tiles``: the same NHWC network on the tiles cellseg uses (``--tiles``): with the
   format and the tiling the same as cellseg's, the gap to ``cellseg-probabilities`` is the network's alone.
+* ``monai-AttentionUnet-compiled``, ``cellseg-compiled``, ``cellseg-probabilities-compiled``: the same systems with
+  the network through ``torch.compile`` (MONAI's: ``torch.compile(network)`` with the defaults, NCHW, as a MONAI user
+  would add it; cellseg's: ``cellseg predict --compile``, tile batches padded to one shape). The compilation runs in
+  the warm-up pass (``warmup_seconds``), outside the timed part; ratios are still to the uncompiled MONAI reference.
 * ``cellseg-naive``: the network on the whole (padded) image in one forward pass, no tiling, to show the memory that
   tiling saves; measured up to ``--naive-max`` (2048 px), above that estimated from the largest measured size scaled
   by the pixel count (marked as an estimate; not run, it would need tens of GB).
@@ -63,7 +67,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -87,7 +91,11 @@ REFERENCE = "monai-AttentionUnet"
 REFERENCE_NHWC = "monai-AttentionUnet-channels-last"
 REFERENCE_CELLSEG_TILES = "monai-AttentionUnet-cellseg-tiles"
 NAIVE = "cellseg-naive"
-SYSTEMS = (REFERENCE, REFERENCE_NHWC, REFERENCE_CELLSEG_TILES, "cellseg", "cellseg-probabilities", NAIVE)
+COMPILED = "-compiled"  # a system's name with this suffix: the same system, its network through torch.compile
+SYSTEMS = (
+    REFERENCE, REFERENCE_NHWC, REFERENCE_CELLSEG_TILES, REFERENCE + COMPILED, "cellseg", "cellseg-probabilities",
+    "cellseg" + COMPILED, "cellseg-probabilities" + COMPILED, NAIVE,
+)  # fmt: skip
 TILINGS = ("patch", "fitted")
 FITTED_MAX_TILE = 512
 CHANNELS = [8, 16, 32, 64, 128]  # configs/dsb2018.yaml (configs/dsb2018_wide.yaml: 16 32 64 128 256)
@@ -275,6 +283,8 @@ def measure(
         Seconds, megapixels/s, memory, objects and the settings, as plain data.
     """
     device = torch.device(device_name)
+    compiled = system.endswith(COMPILED)
+    system = system.removesuffix(COMPILED)
     model = load_model(checkpoint, device, fold_norms=fold_norms)
     model = replace(model, tile_size=(tile, tile))
     channels = [int(width) for width in model.module.hparams["network"]["channels"]]
@@ -282,8 +292,13 @@ def measure(
     if is_monai:
         channels = monai_channels or channels
     monai = monai_network(channels, device, system in (REFERENCE_NHWC, REFERENCE_CELLSEG_TILES)) if is_monai else None
+    if monai is not None and compiled:
+        monai = cast(nn.Module, torch.compile(monai))  # what a MONAI user who compiles gets: the defaults
     tile_size, max_tile = ((tile, tile), None) if tiling == "patch" else (None, FITTED_MAX_TILE)
-    tiles = TileConfig(tile_size=tile_size, overlap=OVERLAP, max_tile=max_tile, batch_size=BATCH, precision=precision)
+    tiles = TileConfig(
+        tile_size=tile_size, overlap=OVERLAP, max_tile=max_tile, batch_size=BATCH, precision=precision,
+        compile=compiled and not is_monai,
+    )  # fmt: skip
     model_rss = current_rss_mb()
     sample: npt.NDArray[np.uint16] = np.load(sample_path)
     start = time.perf_counter()
@@ -294,7 +309,9 @@ def measure(
     gc.collect()
     peak_was_reset = reset_peak_rss()
     baseline_rss = current_rss_mb()
-    run_system(system, model, monai, warmup, tiles)
+    start = time.perf_counter()
+    run_system(system, model, monai, warmup, tiles)  # compiles a compiled system's network
+    warmup_seconds = time.perf_counter() - start
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -313,7 +330,7 @@ def measure(
     peak_rss = peak_rss_mb()
     median = statistics.median(seconds)
     return {
-        "system": system,
+        "system": system + (COMPILED if compiled else ""),
         "size": side,
         "device": torch.cuda.get_device_name(device) if cuda else f"cpu x{torch.get_num_threads()} threads",
         "precision": precision,
@@ -339,6 +356,7 @@ def measure(
         "objects": objects,
         "blocks": blocks,
         "prepare_seconds": prepare_seconds,
+        "warmup_seconds": warmup_seconds,
         "torch_threads": torch.get_num_threads(),
         "estimate": False,
         "date": time.strftime("%Y-%m-%d"),
@@ -412,10 +430,14 @@ def print_table(rows: list[dict[str, Any]], sizes: list[int], naive_max: int, cu
             objects = "-" if r["objects"] is None else str(r["objects"])
             print(f"| {system} | {side}x{side} | {r['device']} | {r['megapixels_per_s']:.3f} | {ratio:.2f} | "
                   f"{r['peak_memory_mb']:.0f} | {r['baseline_memory_mb']:.0f} | {objects} |")  # fmt: skip
-        full, probabilities = at_size.get("cellseg"), at_size.get("cellseg-probabilities")
-        if full and probabilities:
-            share = 1 - probabilities["seconds"] / full["seconds"]
-            notes.append(f"{side}x{side}: instances + block margins take {share:.0%} of cellseg's time")
+        for suffix in ("", COMPILED):
+            full, probabilities = at_size.get("cellseg" + suffix), at_size.get("cellseg-probabilities" + suffix)
+            if full and probabilities:
+                share = 1 - probabilities["seconds"] / full["seconds"]
+                notes.append(f"{side}x{side}: instances + block margins take {share:.0%} of cellseg{suffix}'s time")
+        for system, r in at_size.items():
+            if system.endswith(COMPILED) and r.get("warmup_seconds") is not None:
+                notes.append(f"{side}x{side}: {system} compiled in its warm-up pass: {r['warmup_seconds']:.0f} s")
     for note in notes:
         print(f"\n{note}", end="")
     print()

@@ -17,6 +17,8 @@ overlapping patch-sized tiles average each pixel over several contexts (not meas
 from __future__ import annotations
 
 import itertools
+import warnings
+import weakref
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ import torch
 from monai.inferers.utils import sliding_window_inference
 
 from cellseg.inference.model import LoadedModel
+from cellseg.training.module import SegmentationModule
 
 Transform = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
 
@@ -44,6 +47,11 @@ class TileConfig:
         batch_size: tiles per forward pass.
         tta: average over flips and 90-degree rotations (8 views in 2D; the 4 in-plane flips in 3D).
         precision: ``"32"``, ``"bf16"`` autocast (GPU or CPU) or ``"16"`` autocast (GPU; ignored on the CPU).
+        compile: run the network through ``torch.compile`` (``compiled_network``): once compiled, faster tiles
+            (the network 1.95x on the 2-core CPU, 128 px tiles of an 8-128 model), for a compilation on the first
+            tile batch (about 50 s there; a few seconds from the on-disk cache after). Pays off on many
+            megapixels, not on one small image; with ``max_tile`` every new tile shape compiles again. Falls back
+            to the plain network, with a warning, where compiling fails (no C++ compiler, say).
     """
 
     tile_size: tuple[int, ...] | None = None
@@ -52,6 +60,7 @@ class TileConfig:
     batch_size: int = 4
     tta: bool = False
     precision: str = "32"
+    compile: bool = False
 
 
 def tile_size_for(model: LoadedModel, config: TileConfig) -> tuple[int, ...]:
@@ -161,9 +170,73 @@ def _rotate_flip(turns: int, flip: bool, height_axis: int, width_axis: int) -> T
     return forward, inverse
 
 
+def compiled_network(module: SegmentationModule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``module``'s network through ``torch.compile``, compiled once per module and kept while the module lives.
+
+    The compiled graph is specialised to one input shape and memory format (``dynamic=False``): ``tile_predictor``
+    pads every tile batch to the same size and makes it contiguous, so that one compilation serves every batch.
+    The first call compiles; where that fails (no C++ compiler for the CPU backend, an unsupported operator), a
+    warning says so and the plain network runs from then on, so a prediction never fails for want of a compiler.
+
+    Args:
+        module: the loaded model's ``SegmentationModule``, in eval mode.
+
+    Returns:
+        A function from a normalised batch ``(N, C, *S)`` to logits ``(N, K, *S)``, the same as ``module(batch)``
+        to float rounding.
+    """
+    cached = _COMPILED.get(module)
+    if cached is not None:
+        return cached
+    compiled = torch.compile(module.network, dynamic=False)
+    state = {"compiled": True}
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        if state["compiled"]:
+            try:
+                logits: torch.Tensor = compiled(batch)
+                return logits
+            except Exception as error:  # inductor raises many types; each means "run it plainly"
+                state["compiled"] = False
+                message = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+                warnings.warn(
+                    f"torch.compile failed ({type(error).__name__}: {message}); running the network uncompiled, "
+                    "as without --compile.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        plain: torch.Tensor = module(batch)
+        return plain
+
+    _COMPILED[module] = run
+    return run
+
+
+_COMPILED: weakref.WeakKeyDictionary[SegmentationModule, Callable[[torch.Tensor], torch.Tensor]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _padded(tiles: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``tiles`` ``(B, C, *T)`` padded to ``(batch_size, C, *T)`` by repeating its last tile.
+
+    Contiguous in the layout of the network's weights (NHWC in 2D), so that a compiled network sees one shape and
+    one memory format whatever the batch and the test-time transform.
+    """
+    missing = batch_size - tiles.shape[0]
+    if missing > 0:
+        tiles = torch.cat([tiles, tiles[-1:].expand(missing, *tiles.shape[1:])])
+    layout = torch.channels_last if tiles.ndim == 4 else torch.contiguous_format
+    return tiles.contiguous(memory_format=layout)
+
+
 def tile_predictor(model: LoadedModel, config: TileConfig) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function from a tile batch ``(B, C, *T)`` to probabilities ``(B, K, *T)``, with TTA and autocast."""
+    """A function from a tile batch ``(B, C, *T)`` to probabilities ``(B, K, *T)``, with TTA and autocast.
+
+    Where ``config.compile``, the network is the compiled one and tile batches are padded to ``config.batch_size``.
+    """
     module = model.module
+    network: Callable[[torch.Tensor], torch.Tensor] = compiled_network(module) if config.compile else module
     transforms = dihedral_transforms(model.spatial_dims) if config.tta else [_flip([])]
     device_type = next(module.parameters()).device.type
     dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(config.precision)
@@ -175,7 +248,10 @@ def tile_predictor(model: LoadedModel, config: TileConfig) -> Callable[[torch.Te
         total: torch.Tensor | None = None
         for forward, inverse in transforms:
             with autocast:
-                logits = module(forward(tiles))
+                if config.compile:
+                    logits = network(_padded(forward(tiles), config.batch_size))[: tiles.shape[0]]
+                else:
+                    logits = network(forward(tiles))
             probabilities = inverse(module.probabilities(logits.float()))  # softmax in float32, sums to 1
             total = probabilities if total is None else total + probabilities
         assert total is not None
