@@ -188,7 +188,8 @@ def compiled_network(module: SegmentationModule) -> Callable[[torch.Tensor], tor
     cached = _COMPILED.get(module)
     if cached is not None:
         return cached
-    compiled = torch.compile(module.network, dynamic=False)
+    network = module.network  # the closure holds the network, not the module: the cache entry dies with the module
+    compiled = torch.compile(network, dynamic=False)
     state = {"compiled": True}
 
     def run(batch: torch.Tensor) -> torch.Tensor:
@@ -205,7 +206,7 @@ def compiled_network(module: SegmentationModule) -> Callable[[torch.Tensor], tor
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        plain: torch.Tensor = module(batch)
+        plain: torch.Tensor = network(batch)  # what SegmentationModule.forward computes
         return plain
 
     _COMPILED[module] = run
