@@ -14,12 +14,15 @@ Measured per (system, image size), each case in its own process so that its peak
 * ``monai-AttentionUnet-channels-last``: the same, with the network's weights and input in NHWC memory format, as
   cellseg's 2D network runs (1.3-1.9x on a CPU): what MONAI's network would give with cellseg's layout, so that the
   gap to ``cellseg`` is the architecture's and the pipeline's, not the memory format's.
-* ``monai-AttentionUnet-cellseg-tiles``: the same NHWC network on the tiles cellseg uses (``--tiles``): with the
-  format and the tiling the same as cellseg's, the gap to ``cellseg-probabilities`` is the network's alone.
+* ``monai-AttentionUnet-cellseg-tiles``: the same NHWC network on the tiles cellseg uses (``--tiles``), as many
+  per pass as cellseg: with the format, the tiling and the batching the same as cellseg's, the gap to
+  ``cellseg-probabilities`` is the network's alone.
 * ``monai-AttentionUnet-compiled``, ``cellseg-compiled``, ``cellseg-probabilities-compiled``: the same systems with
   the network through ``torch.compile`` (MONAI's: ``torch.compile(network)`` with the defaults, NCHW, as a MONAI user
   would add it; cellseg's: ``cellseg predict --compile``, tile batches padded to one shape). The compilation runs in
   the warm-up pass (``warmup_seconds``), outside the timed part; ratios are still to the uncompiled MONAI reference.
+* Tiles per forward pass: cellseg's rows take ``cellseg predict``'s default (``tile_batch_for``: 2^17 pixels, 8
+  tiles of 128 px; ``--tile-batch`` sets another), MONAI's reference rows 4 (MONAI's own default is 1).
 * ``cellseg-naive``: the network on the whole (padded) image in one forward pass, no tiling, to show the memory that
   tiling saves; measured up to ``--naive-max`` (2048 px), above that estimated from the largest measured size scaled
   by the pixel count (marked as an estimate; not run, it would need tens of GB).
@@ -82,7 +85,7 @@ from cellseg.data.synthetic import SyntheticConfig, generate_sample
 from cellseg.inference.model import LoadedModel, load_model
 from cellseg.inference.prepare import Preparation, prepare
 from cellseg.inference.segment import BlockConfig, segment_image
-from cellseg.inference.tiling import TileConfig, predict_probabilities, tiles_for
+from cellseg.inference.tiling import TileConfig, predict_probabilities, tile_batch_for, tiles_for
 from cellseg.io import ImageData
 from cellseg.training.module import SegmentationModule
 
@@ -101,7 +104,8 @@ FITTED_MAX_TILE = 512
 CHANNELS = [8, 16, 32, 64, 128]  # configs/dsb2018.yaml (configs/dsb2018_wide.yaml: 16 32 64 128 256)
 TILE = 128  # configs/dsb2018.yaml's patch size
 OVERLAP = 0.25
-BATCH = 4
+MONAI_BATCH = 4  # tiles per pass of what a MONAI user runs (MONAI's own default is 1)
+AUTO_BATCH = "auto"  # a record's tile_batch when cellseg chose its own (TileConfig's default)
 SAMPLE_SIDE = 1024  # the synthetic field tiled across the image
 SAMPLE_NUCLEI = (320, 640)  # the default density (20-40 per 256 x 256) at 1024 x 1024
 WARMUP_SIDE = 512
@@ -171,9 +175,16 @@ def monai_network(channels: list[int], device: torch.device, channels_last: bool
 
 
 def monai_probabilities(
-    network: nn.Module, image: Array, tile: tuple[int, ...], overlap: tuple[float, ...] | float, precision: str
+    network: nn.Module,
+    image: Array,
+    tile: tuple[int, ...],
+    overlap: tuple[float, ...] | float,
+    precision: str,
+    batch: int = MONAI_BATCH,
 ) -> torch.Tensor:
     """Probabilities ``(1, 3, H, W)`` on the CPU as a MONAI user gets them: a sliding window, then a softmax.
+
+    ``batch`` tiles per forward pass (``MONAI_BATCH``; ``REFERENCE_CELLSEG_TILES`` takes cellseg's).
 
     The input follows the network's weights' memory format (NCHW by default, NHWC for ``REFERENCE_NHWC``).
     """
@@ -183,7 +194,7 @@ def monai_probabilities(
         tensor = tensor.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), autocast(device, precision):
         logits = sliding_window_inference(
-            tensor, roi_size=tile, sw_batch_size=BATCH, predictor=network, overlap=overlap,
+            tensor, roi_size=tile, sw_batch_size=batch, predictor=network, overlap=overlap,
             mode="gaussian", device=torch.device("cpu"),
         )  # fmt: skip
         assert isinstance(logits, torch.Tensor)
@@ -218,12 +229,18 @@ def run_system(
     elif system == REFERENCE_CELLSEG_TILES:
         assert monai is not None
         tile, overlap = tiles_for(model, tiles, image.shape[1:])
-        monai_probabilities(monai, image, tile, overlap, tiles.precision)
+        monai_probabilities(monai, image, tile, overlap, tiles.precision, tile_batch_for(tiles, tile))
     elif system == NAIVE:
         naive_probabilities(model, image, tiles.precision)
     else:
         raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}.")
     return None, None
+
+
+def used_batch(model: LoadedModel, tiles: TileConfig, side: int) -> int:
+    """The tiles per forward pass cellseg's sliding window takes on a ``side`` x ``side`` image."""
+    tile, _ = tiles_for(model, tiles, (side, side))
+    return tile_batch_for(tiles, tile)
 
 
 def current_rss_mb() -> float:
@@ -263,6 +280,7 @@ def measure(
     monai_channels: list[int] | None = None,
     tiling: str = "patch",
     fold_norms: bool = True,
+    tile_batch: int | None = None,
 ) -> dict[str, Any]:
     """Time ``system`` on a ``side`` x ``side`` image in this process; return its record.
 
@@ -278,6 +296,8 @@ def measure(
         monai_channels: MONAI's widths, finest first; ``None``: the cellseg model's.
         tiling: ``patch`` (``tile`` with overlap 0.25, cellseg's default) or ``fitted`` (``max_tile`` 512).
         fold_norms: fold the cellseg model's batch norms into its convolutions (``load_model``'s default).
+        tile_batch: cellseg's tiles per forward pass (also ``REFERENCE_CELLSEG_TILES``'s); ``None``: cellseg's
+            default (``tile_batch_for``). MONAI's reference rows always run ``MONAI_BATCH``.
 
     Returns:
         Seconds, megapixels/s, memory, objects and the settings, as plain data.
@@ -296,7 +316,7 @@ def measure(
         monai = cast(nn.Module, torch.compile(monai))  # what a MONAI user who compiles gets: the defaults
     tile_size, max_tile = ((tile, tile), None) if tiling == "patch" else (None, FITTED_MAX_TILE)
     tiles = TileConfig(
-        tile_size=tile_size, overlap=OVERLAP, max_tile=max_tile, batch_size=BATCH, precision=precision,
+        tile_size=tile_size, overlap=OVERLAP, max_tile=max_tile, batch_size=tile_batch, precision=precision,
         compile=compiled and not is_monai,
     )  # fmt: skip
     model_rss = current_rss_mb()
@@ -339,7 +359,8 @@ def measure(
         "tiles": tiling,
         "fold_norms": fold_norms,
         "overlap": OVERLAP,
-        "batch": BATCH,
+        "batch": MONAI_BATCH if system in (REFERENCE, REFERENCE_NHWC) else used_batch(model, tiles, side),
+        "tile_batch": tile_batch or AUTO_BATCH,
         "repeats": repeats,
         "seconds": median,
         "seconds_all": seconds,
@@ -372,6 +393,7 @@ def run_case_in_subprocess(
         "--sample", str(sample_path), "--device", arguments.device, "--precision", arguments.precision,
         "--tile", str(tile), "--repeats", str(repeats_for(side, arguments.repeats)), "--tiles", arguments.tiles,
         *(["--no-fold-norms"] if arguments.no_fold_norms else []),
+        *(["--tile-batch", str(arguments.tile_batch)] if arguments.tile_batch else []),
         *(["--monai-channels", *map(str, arguments.monai_channels)] if arguments.monai_channels else []),
     ]  # fmt: skip
     completed = subprocess.run(command, check=False, capture_output=True, text=True)
@@ -456,6 +478,8 @@ def main() -> None:
     parser.add_argument("--tiles", choices=TILINGS, default="patch",
                         help="cellseg's tiles: the training patch (default) or fitted (--max-tile 512)")  # fmt: skip
     parser.add_argument("--no-fold-norms", action="store_true", help="keep the cellseg model's batch norms unfolded")
+    parser.add_argument("--tile-batch", type=int,
+                        help="cellseg's tiles per pass (default: cellseg predict's own; MONAI's: 4)")  # fmt: skip
     parser.add_argument("--repeats", type=int, help="timed passes per case (default: 3 up to 2048 px, 1 above)")
     parser.add_argument("--naive-max", type=int, default=2048, help="largest size the naive pass is run at")
     parser.add_argument("--checkpoint", type=Path, help="a trained cellseg checkpoint instead of random weights")
@@ -473,7 +497,7 @@ def main() -> None:
         system, side = arguments.one.rsplit(":", 1)
         record = measure(system, int(side), arguments.checkpoint, arguments.sample, arguments.device,
                          arguments.precision, arguments.tile, arguments.repeats, arguments.monai_channels,
-                         arguments.tiles, not arguments.no_fold_norms)  # fmt: skip
+                         arguments.tiles, not arguments.no_fold_norms, arguments.tile_batch)  # fmt: skip
         print(json.dumps(record))
         return
     results: Path = arguments.results
@@ -495,7 +519,10 @@ def main() -> None:
 
         def same_settings(r: dict[str, Any]) -> bool:
             widths = monai_channels if r["system"].startswith(REFERENCE) else channels
+            monai_batch = r["system"].removesuffix(COMPILED) in (REFERENCE, REFERENCE_NHWC)
+            batch_matches = monai_batch or r.get("tile_batch", MONAI_BATCH) == (arguments.tile_batch or AUTO_BATCH)
             return bool(
+                batch_matches and
                 r["device"].startswith(device) and r["model"] == label and r["channels"] == widths
                 and r["tile"] == tile and r["precision"] == arguments.precision
                 and r.get("tiles", "patch") == arguments.tiles and r.get("fold_norms", False) != arguments.no_fold_norms
@@ -521,7 +548,8 @@ def main() -> None:
     rows = [r for r in records if same_settings(r)]
     print(f"model: {label}; widths {channels} (MONAI {monai_channels}); cellseg tiles {arguments.tiles}, "
           f"norms {'unfolded' if arguments.no_fold_norms else 'folded'}; MONAI tile {tile}, overlap {OVERLAP}; "
-          f"batch {BATCH}; precision {arguments.precision}")  # fmt: skip
+          f"tiles per pass: cellseg {arguments.tile_batch or AUTO_BATCH}, MONAI {MONAI_BATCH}; "
+          f"precision {arguments.precision}")  # fmt: skip
     print_table(rows, sorted(set(arguments.sizes)), arguments.naive_max, arguments.device == "cuda")
 
 

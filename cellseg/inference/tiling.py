@@ -17,6 +17,7 @@ overlapping patch-sized tiles average each pixel over several contexts (not meas
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 import weakref
 from collections.abc import Callable
@@ -44,7 +45,8 @@ class TileConfig:
             the shared margin is this fraction of the training patch's side, in pixels.
         max_tile: 2D, no ``tile_size``: fit tiles of at most this side to the image (``fitted_tiles``; never below
             the training patch); ``None`` (default) keeps the training patch.
-        batch_size: tiles per forward pass.
+        batch_size: tiles per forward pass; ``None`` (default): ``tile_batch_for``, as many as make
+            ``TILE_BATCH_PIXELS`` (8 tiles of 128 x 128, 2 of 256 x 256), at least 2.
         tta: average over flips and 90-degree rotations (8 views in 2D; the 4 in-plane flips in 3D).
         precision: ``"32"``, ``"bf16"`` autocast (GPU or CPU) or ``"16"`` autocast (GPU; ignored on the CPU).
         compile: run the network through ``torch.compile`` (``compiled_network``): once compiled, faster tiles
@@ -57,10 +59,35 @@ class TileConfig:
     tile_size: tuple[int, ...] | None = None
     overlap: float = 0.25
     max_tile: int | None = None
-    batch_size: int = 4
+    batch_size: int | None = None
     tta: bool = False
     precision: str = "32"
     compile: bool = False
+
+
+TILE_BATCH_PIXELS = 2**17
+"""Pixels per forward pass when ``TileConfig.batch_size`` is not given: 8 tiles of 128 x 128, 2 of 256 x 256.
+
+Measured on the 2-core CPU (``benchmarks/tile_batch.py``; 2026-12-03, Zen 4, a random-init 8-128 network, the
+2048 x 2048 field, batch sizes alternated in one process, the same probabilities to 5e-6): 128 px tiles, 8 per pass
+took 2.47-2.60 s (medians of four runs of 4-5 passes) against 2.84-3.28 s for 4 (1.12-1.32x) and 2.27-3.51 s for 16
+(fastest in two runs, slowest in the other two, likely as 16 tiles' activations outgrow what this shared host's
+neighbours leave of the caches); 256 px tiles, 2 / 4 / 8 per pass 2.63 / 2.47 / 2.61 s (no difference); 448 px
+(``--max-tile 512``), 1 / 2 / 4: 1.65 / 1.65 / 2.18 s; 3D, 32 x 64 x 64 tiles of an 8-64 network, 1 / 2 / 4 / 8:
+30.1 / 7.2 / 9.1 / 10.0 s. Not measured on a GPU, where more tiles per pass likely pay (``--tile-batch``).
+"""
+
+
+def tile_batch_for(config: TileConfig, tile: tuple[int, ...]) -> int:
+    """Tiles per forward pass: ``config.batch_size``, or as many as make ``TILE_BATCH_PIXELS``, at least 2.
+
+    Example:
+        >>> tile_batch_for(TileConfig(), (128, 128)), tile_batch_for(TileConfig(), (448, 448))
+        (8, 2)
+    """
+    if config.batch_size is not None:
+        return config.batch_size
+    return max(2, TILE_BATCH_PIXELS // math.prod(tile))
 
 
 def tile_size_for(model: LoadedModel, config: TileConfig) -> tuple[int, ...]:
@@ -234,7 +261,8 @@ def _padded(tiles: torch.Tensor, batch_size: int) -> torch.Tensor:
 def tile_predictor(model: LoadedModel, config: TileConfig) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function from a tile batch ``(B, C, *T)`` to probabilities ``(B, K, *T)``, with TTA and autocast.
 
-    Where ``config.compile``, the network is the compiled one and tile batches are padded to ``config.batch_size``.
+    Where ``config.compile``, the network is the compiled one and tile batches are padded to ``tile_batch_for``'s
+    size.
     """
     module = model.module
     network: Callable[[torch.Tensor], torch.Tensor] = compiled_network(module) if config.compile else module
@@ -250,7 +278,8 @@ def tile_predictor(model: LoadedModel, config: TileConfig) -> Callable[[torch.Te
         for forward, inverse in transforms:
             with autocast:
                 if config.compile:
-                    logits = network(_padded(forward(tiles), config.batch_size))[: tiles.shape[0]]
+                    batch = tile_batch_for(config, tuple(tiles.shape[2:]))
+                    logits = network(_padded(forward(tiles), batch))[: tiles.shape[0]]
                 else:
                     logits = network(forward(tiles))
             probabilities = inverse(module.probabilities(logits.float()))  # softmax in float32, sums to 1
@@ -283,7 +312,7 @@ def predict_probabilities(
         probabilities = sliding_window_inference(
             tensor,
             roi_size=tile,
-            sw_batch_size=config.batch_size,
+            sw_batch_size=tile_batch_for(config, tile),
             predictor=tile_predictor(model, config),
             overlap=overlap,
             mode="gaussian",

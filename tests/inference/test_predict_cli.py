@@ -93,6 +93,19 @@ def test_fitted_tiles_from_the_command_line_find_the_same_cells(checkpoint: Path
     assert match_instances(patch, fitted).at(0.5).f1 > 0.9
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_a_tile_batch_below_one_is_refused_in_one_line(
+    checkpoint: Path, tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        predict(checkpoint, str(tmp_path), "--output", str(tmp_path / "out"), "--tile-batch", value)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "--tile-batch" in error
+    assert "give 1 or more" in error
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("seeds", ["boundary", "distance"])
 def test_two_touching_discs_come_out_as_two_cells(distance_checkpoint: Path, tmp_path: Path, seeds: str) -> None:
     truth = np.zeros((64, 64), np.int32)

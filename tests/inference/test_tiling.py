@@ -20,6 +20,7 @@ from cellseg.inference.tiling import (
     dihedral_transforms,
     fitted_tiles,
     predict_probabilities,
+    tile_batch_for,
     tile_predictor,
     tile_size_for,
 )
@@ -181,3 +182,21 @@ def test_gpu_prediction_matches_the_cpu(distance_checkpoint: Path, image: np.nda
     assert np.abs(reference - probabilities).mean() < tolerance
     cells = segment_image(gpu, image, TileConfig(precision=precision)).labels
     assert match_instances(segment_image(cpu, image).labels, cells).at(0.5).f1 > 0.95
+
+
+def test_the_default_tile_batch_holds_a_fixed_pixel_count_of_at_least_two_tiles() -> None:
+    default = TileConfig()
+    assert tile_batch_for(default, (128, 128)) == 8
+    assert tile_batch_for(default, (256, 256)) == 2
+    assert tile_batch_for(default, (448, 304)) == 2  # under one tile's worth: never one (3D ran 4x slower on one)
+    assert tile_batch_for(default, (64, 64, 64)) == 2
+    assert tile_batch_for(TileConfig(batch_size=3), (128, 128)) == 3
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, None])
+def test_the_tile_batch_changes_the_speed_not_the_probabilities(
+    model: LoadedModel, image: np.ndarray, batch_size: int | None
+) -> None:
+    reference = predict_probabilities(model, image, TileConfig(tile_size=(64, 64), batch_size=16))
+    batched = predict_probabilities(model, image, TileConfig(tile_size=(64, 64), batch_size=batch_size))
+    np.testing.assert_allclose(batched, reference, atol=1e-5)
