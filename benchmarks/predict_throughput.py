@@ -21,6 +21,8 @@ Measured per (system, image size), each case in its own process so that its peak
   the network through ``torch.compile`` (MONAI's: ``torch.compile(network)`` with the defaults, NCHW, as a MONAI user
   would add it; cellseg's: ``cellseg predict --compile``, tile batches padded to one shape). The compilation runs in
   the warm-up pass (``warmup_seconds``), outside the timed part; ratios are still to the uncompiled MONAI reference.
+* Memory: cellseg's rows call ``keep_freed_memory`` first, as ``cellseg predict`` does (glibc keeps freed memory
+  for reuse; ``--plain-malloc`` leaves the defaults); MONAI's rows run with glibc's defaults, as a MONAI script does.
 * Tiles per forward pass: cellseg's rows take ``cellseg predict``'s default (``tile_batch_for``: 2^17 pixels, 8
   tiles of 128 px; ``--tile-batch`` sets another), MONAI's reference rows 4 (MONAI's own default is 1).
 * ``cellseg-naive``: the network on the whole (padded) image in one forward pass, no tiling, to show the memory that
@@ -82,6 +84,7 @@ from monai.networks.nets.attentionunet import AttentionUnet
 from torch import nn
 
 from cellseg.data.synthetic import SyntheticConfig, generate_sample
+from cellseg.inference.memory import keep_freed_memory
 from cellseg.inference.model import LoadedModel, load_model
 from cellseg.inference.prepare import Preparation, prepare
 from cellseg.inference.segment import BlockConfig, segment_image
@@ -281,6 +284,7 @@ def measure(
     tiling: str = "patch",
     fold_norms: bool = True,
     tile_batch: int | None = None,
+    plain_malloc: bool = False,
 ) -> dict[str, Any]:
     """Time ``system`` on a ``side`` x ``side`` image in this process; return its record.
 
@@ -298,11 +302,14 @@ def measure(
         fold_norms: fold the cellseg model's batch norms into its convolutions (``load_model``'s default).
         tile_batch: cellseg's tiles per forward pass (also ``REFERENCE_CELLSEG_TILES``'s); ``None``: cellseg's
             default (``tile_batch_for``). MONAI's reference rows always run ``MONAI_BATCH``.
+        plain_malloc: leave glibc's malloc as it is for a cellseg system too (``cellseg predict`` calls
+            ``keep_freed_memory``; MONAI's rows always run with the defaults, as a MONAI script does).
 
     Returns:
         Seconds, megapixels/s, memory, objects and the settings, as plain data.
     """
     device = torch.device(device_name)
+    kept_freed_memory = not system.startswith(REFERENCE) and not plain_malloc and keep_freed_memory()
     compiled = system.endswith(COMPILED)
     system = system.removesuffix(COMPILED)
     model = load_model(checkpoint, device, fold_norms=fold_norms)
@@ -361,6 +368,7 @@ def measure(
         "overlap": OVERLAP,
         "batch": MONAI_BATCH if system in (REFERENCE, REFERENCE_NHWC) else used_batch(model, tiles, side),
         "tile_batch": tile_batch or AUTO_BATCH,
+        "kept_freed_memory": kept_freed_memory,
         "repeats": repeats,
         "seconds": median,
         "seconds_all": seconds,
@@ -394,6 +402,7 @@ def run_case_in_subprocess(
         "--tile", str(tile), "--repeats", str(repeats_for(side, arguments.repeats)), "--tiles", arguments.tiles,
         *(["--no-fold-norms"] if arguments.no_fold_norms else []),
         *(["--tile-batch", str(arguments.tile_batch)] if arguments.tile_batch else []),
+        *(["--plain-malloc"] if arguments.plain_malloc else []),
         *(["--monai-channels", *map(str, arguments.monai_channels)] if arguments.monai_channels else []),
     ]  # fmt: skip
     completed = subprocess.run(command, check=False, capture_output=True, text=True)
@@ -480,6 +489,8 @@ def main() -> None:
     parser.add_argument("--no-fold-norms", action="store_true", help="keep the cellseg model's batch norms unfolded")
     parser.add_argument("--tile-batch", type=int,
                         help="cellseg's tiles per pass (default: cellseg predict's own; MONAI's: 4)")  # fmt: skip
+    parser.add_argument("--plain-malloc", action="store_true",
+                        help="cellseg rows without cellseg predict's keep_freed_memory (glibc's defaults)")  # fmt: skip
     parser.add_argument("--repeats", type=int, help="timed passes per case (default: 3 up to 2048 px, 1 above)")
     parser.add_argument("--naive-max", type=int, default=2048, help="largest size the naive pass is run at")
     parser.add_argument("--checkpoint", type=Path, help="a trained cellseg checkpoint instead of random weights")
@@ -497,7 +508,8 @@ def main() -> None:
         system, side = arguments.one.rsplit(":", 1)
         record = measure(system, int(side), arguments.checkpoint, arguments.sample, arguments.device,
                          arguments.precision, arguments.tile, arguments.repeats, arguments.monai_channels,
-                         arguments.tiles, not arguments.no_fold_norms, arguments.tile_batch)  # fmt: skip
+                         arguments.tiles, not arguments.no_fold_norms, arguments.tile_batch,
+                         arguments.plain_malloc)  # fmt: skip
         print(json.dumps(record))
         return
     results: Path = arguments.results
@@ -521,8 +533,11 @@ def main() -> None:
             widths = monai_channels if r["system"].startswith(REFERENCE) else channels
             monai_batch = r["system"].removesuffix(COMPILED) in (REFERENCE, REFERENCE_NHWC)
             batch_matches = monai_batch or r.get("tile_batch", MONAI_BATCH) == (arguments.tile_batch or AUTO_BATCH)
+            malloc_matches = r["system"].startswith(REFERENCE) or r.get("kept_freed_memory", False) != (
+                arguments.plain_malloc or not sys.platform.startswith("linux")
+            )
             return bool(
-                batch_matches and
+                batch_matches and malloc_matches and
                 r["device"].startswith(device) and r["model"] == label and r["channels"] == widths
                 and r["tile"] == tile and r["precision"] == arguments.precision
                 and r.get("tiles", "patch") == arguments.tiles and r.get("fold_norms", False) != arguments.no_fold_norms

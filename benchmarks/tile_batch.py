@@ -4,8 +4,10 @@ On a shared host the speed of a whole process moves by up to a third from one pr
 pass ran at 1.02 and 1.55 Mpx/s ten minutes apart), more than a batch size changes it, so ``predict_throughput.py``'s
 one-process-per-case design cannot resolve it. Here every setting runs in the same process, in turn, for
 ``--rounds`` rounds; the table gives each setting's median and its ratio to MONAI's ``AttentionUnet`` (4 tiles per
-pass, as ``predict_throughput.py``'s reference) of the same rounds. Probabilities only (no instance step): the batch
-size changes nothing after the sliding window.
+pass, as ``predict_throughput.py``'s reference) of the same rounds. Probabilities (the batch size changes nothing
+after the sliding window); ``--instances`` adds ``cellseg predict``'s whole path (``segment_image``: blocks,
+probabilities, instances) at the default batch, to set the ratio with instances in the same rounds (use a trained
+``--checkpoint``: random weights find a handful of objects, not a trained model's thousands).
 
 Settings (``--batches``): ``cellseg bN`` is ``predict_probabilities`` with ``TileConfig(batch_size=N)`` on the
 2048 x 2048 synthetic field of ``predict_throughput.py`` (normalised as ``cellseg predict`` does); ``auto`` is
@@ -35,6 +37,7 @@ import torch
 
 from cellseg.data.synthetic import SyntheticConfig, generate_sample
 from cellseg.inference.model import load_model
+from cellseg.inference.segment import BlockConfig, segment_image
 from cellseg.inference.tiling import TileConfig, predict_probabilities, tile_batch_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +46,7 @@ throughput = importlib.import_module("benchmarks.predict_throughput")  # the sam
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tile_batch.json"
 AUTO = "auto"
+WITH_INSTANCES = "cellseg auto + instances"
 MONAI_REFERENCE_BATCH = 4
 
 
@@ -51,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", nargs="+", default=["4", "8", "16", AUTO], help="cellseg's tiles per pass")
     parser.add_argument("--monai-batches", type=int, nargs="*", default=[], help="MONAI at more batch sizes")
+    parser.add_argument("--instances", action="store_true", help="also cellseg predict's whole path (instances)")
     parser.add_argument("--size", type=int, default=2048, help="square image side in pixels")
     parser.add_argument("--rounds", type=int, default=5, help="timed passes of every setting, alternated")
     parser.add_argument(
@@ -79,6 +84,9 @@ def main() -> None:
     settings |= {f"monai b{batch}": batch for batch in arguments.monai_batches}
     for batch in arguments.batches:
         settings[f"cellseg {AUTO if batch == AUTO else 'b' + batch}"] = None if batch == AUTO else int(batch)
+    if arguments.instances:
+        settings[WITH_INSTANCES] = None
+    objects: list[int] = []
 
     def run(name: str) -> np.ndarray:
         batch = settings[name]
@@ -87,14 +95,18 @@ def main() -> None:
                 monai, image, tile, throughput.OVERLAP, "32", batch
             )
             return probabilities[0].numpy()
+        if name == WITH_INSTANCES:  # what cellseg predict computes: blocks, probabilities, instances
+            segmentation = segment_image(model, image, TileConfig(), None, BlockConfig())
+            objects.append(segmentation.count)
+            return segmentation.labels
         return predict_probabilities(model, image, TileConfig(batch_size=batch))
 
     cellseg_outputs = {name: run(name) for name in settings}  # warm-up: every setting once, untimed
-    first = next(name for name in settings if name.startswith("cellseg"))
+    first = next(name for name in settings if name.startswith("cellseg b") or name == f"cellseg {AUTO}")
     largest_difference = max(
         float(np.abs(output - cellseg_outputs[first]).max())
         for name, output in cellseg_outputs.items()
-        if name.startswith("cellseg")
+        if name.startswith("cellseg") and name != WITH_INSTANCES
     )
     del cellseg_outputs
     seconds: dict[str, list[float]] = {name: [] for name in settings}
@@ -108,7 +120,8 @@ def main() -> None:
     label = str(arguments.checkpoint) if arguments.checkpoint else "random-init"
     print(f"model: {label}; widths {channels}; tile {list(tile)}, overlap {throughput.OVERLAP}; "
           f"{arguments.size} px field; {arguments.rounds} alternated rounds, {torch.get_num_threads()} threads; "
-          f"cellseg settings agree to {largest_difference:.1e}")  # fmt: skip
+          f"cellseg settings agree to {largest_difference:.1e}"
+          + (f"; {objects[-1]} objects" if objects else ""))  # fmt: skip
     print("| setting | tiles per pass | median s | Mpx/s | vs MONAI b4 | passes s |")
     print("|---|---|---|---|---|---|")
     records = []
@@ -123,6 +136,7 @@ def main() -> None:
             "megapixels_per_s": megapixels / median, "vs_monai": reference / median, "size": arguments.size,
             "channels": channels, "tile": list(tile), "model": label, "threads": torch.get_num_threads(),
             "largest_difference": largest_difference, "date": date,
+            "objects": objects[-1] if name == WITH_INSTANCES else None,
         })  # fmt: skip
     previous = json.loads(arguments.results.read_text()) if arguments.results.exists() else []
     arguments.results.parent.mkdir(parents=True, exist_ok=True)

@@ -151,6 +151,7 @@ def _predict(args: argparse.Namespace) -> tuple[Path | None, list[dict[str, str]
     """Predict the images of ``--data`` into ``OUTPUT/predictions``; the folder (``None`` on failure) and failures."""
     from cellseg.inference.cli import predict_options
     from cellseg.inference.inputs import InputImage
+    from cellseg.inference.memory import keep_freed_memory
     from cellseg.inference.model import CheckpointError, load_model
     from cellseg.inference.run import OutputOptions, run_predictions
     from cellseg.io.discovery import discover_pairs
@@ -164,6 +165,7 @@ def _predict(args: argparse.Namespace) -> tuple[Path | None, list[dict[str, str]
     folder: Path = args.output / "predictions"
     options = predict_options(args, folder, OutputOptions(mask_suffix=args.mask_suffix), overwrite=args.overwrite)
     images = [InputImage(path=pair.image, name=pair.name) for pair in dataset.pairs]
+    keep_freed_memory()  # this process ends with the run: reuse what it frees
     summary = run_predictions(model, images, options)
     failed = [{"name": result.name, "error": result.error} for result in summary.failed]
     for failure in failed:

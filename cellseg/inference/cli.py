@@ -129,6 +129,7 @@ def add_export_parser(subcommands: Any) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``cellseg predict``; return 0, or 1 when an input or an image failed."""
     from cellseg.inference.inputs import collect_inputs
+    from cellseg.inference.memory import keep_freed_memory
     from cellseg.inference.model import CheckpointError, load_model
     from cellseg.inference.run import OutputOptions, run_predictions
 
@@ -157,6 +158,7 @@ def run_predict(args: argparse.Namespace) -> int:
         ),
         overwrite=args.overwrite,
     )  # fmt: skip
+    keep_freed_memory()  # this process ends with the run: reuse what it frees (instances ~1.6x faster in a VM)
     summary = run_predictions(model, selection.images, options)
     if not summary.results:  # not the first process of a distributed run: that one reports
         return 0
