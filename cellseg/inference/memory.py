@@ -36,8 +36,8 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the kernel (once per process).
 
     Returns:
-        Whether the settings are in force: ``False`` where the C library is not glibc (macOS, Windows, musl) or
-        refused them, and nothing changed.
+        Whether both settings are in force: ``False`` where the C library is not glibc (macOS, Windows, musl:
+        nothing changed) or refused one (if it refused only trimming, the mmap threshold stays at 32 MB, harmless).
     """
     if _state["kept"]:
         return True
