@@ -118,19 +118,20 @@ RANDOM_INIT = "random-init"
 Array = npt.NDArray[np.float32]
 
 
-def write_random_checkpoint(path: Path, channels: list[int], tile: int) -> Path:
+def write_random_checkpoint(path: Path, channels: list[int], tile: int, network: dict[str, Any] | None = None) -> Path:
     """Save a random-init ``SegmentationModule`` as a cellseg checkpoint, the way ``cellseg fit`` writes one.
 
     Args:
         path: the ``.ckpt`` to write.
         channels: the network's widths, finest first.
         tile: the patch size recorded in the checkpoint (the default tile of ``load_model``).
+        network: more ``ResAttUNet`` arguments (``{"first_level": "light"}``, say).
 
     Returns:
         ``path``.
     """
     L.seed_everything(0, verbose=False)
-    module = SegmentationModule(network={"channels": channels}, patch_size=[tile, tile])
+    module = SegmentationModule(network={"channels": channels, **(network or {})}, patch_size=[tile, tile])
     trainer = L.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=path.parent,
@@ -138,6 +139,15 @@ def write_random_checkpoint(path: Path, channels: list[int], tile: int) -> Path:
     trainer.strategy.connect(module)
     trainer.save_checkpoint(path)
     return path
+
+
+def append_records(results: Path, records: list[dict[str, Any]]) -> None:
+    """Append ``records`` to the JSON list in ``results`` (created if missing), through a temporary file."""
+    previous: list[dict[str, Any]] = json.loads(results.read_text()) if results.exists() else []
+    results.parent.mkdir(parents=True, exist_ok=True)
+    temporary = results.with_suffix(".tmp")
+    temporary.write_text(json.dumps(previous + records, indent=1))
+    temporary.replace(results)
 
 
 def synthetic_image(sample: npt.NDArray[np.uint16], side: int) -> npt.NDArray[np.uint16]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import statistics
 import sys
 import tempfile
@@ -138,11 +137,7 @@ def main() -> None:
             "largest_difference": largest_difference, "date": date,
             "objects": objects[-1] if name == WITH_INSTANCES else None,
         })  # fmt: skip
-    previous = json.loads(arguments.results.read_text()) if arguments.results.exists() else []
-    arguments.results.parent.mkdir(parents=True, exist_ok=True)
-    temporary = arguments.results.with_suffix(".tmp")
-    temporary.write_text(json.dumps(previous + records, indent=1))
-    temporary.replace(arguments.results)
+    throughput.append_records(arguments.results, records)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ class ResidualBlock(nn.Module):
         activation: ``"relu"``, ``"leaky_relu"``, ``"gelu"``, ``"silu"`` or an activation class.
         dropout: dropout probability between the two convs.
         zero_init_last: start the second norm's scale at zero.
+        convs: 3x3 convs on the branch: 2 (default), or 1 for ``shortcut(x) + conv(act(norm(x)))``, the light block
+            of ``ResAttUNet(first_level="light")`` (its second norm, dropout and second conv are ``nn.Identity``).
 
     Shape:
         input ``(N, C_in, *S)`` -> output ``(N, C_out, *S / stride)``.
@@ -56,15 +58,24 @@ class ResidualBlock(nn.Module):
         activation: ActivationSpec = "relu",
         dropout: float = 0.0,
         zero_init_last: bool = False,
+        convs: int = 2,
     ) -> None:
         super().__init__()
+        if convs not in (1, 2):
+            raise ValueError(f"A residual block has 1 or 2 convs on its branch, got {convs}.")
+        self.convs = convs
         self.norm1 = layers.norm(norm, spatial_dims, in_channels)
         self.act1 = layers.activation(activation)
         self.conv1 = layers.conv(spatial_dims, in_channels, out_channels, kernel_size=3, stride=stride)
-        self.norm2 = layers.norm(norm, spatial_dims, out_channels)
-        self.act2 = layers.activation(activation)
-        self.drop = layers.dropout(dropout)
-        self.conv2 = layers.conv(spatial_dims, out_channels, out_channels, kernel_size=3)
+        self.norm2: nn.Module = nn.Identity()
+        self.act2: nn.Module = nn.Identity()
+        self.drop: nn.Module = nn.Identity()
+        self.conv2: nn.Module = nn.Identity()
+        if convs == 2:
+            self.norm2 = layers.norm(norm, spatial_dims, out_channels)
+            self.act2 = layers.activation(activation)
+            self.drop = layers.dropout(dropout)
+            self.conv2 = layers.conv(spatial_dims, out_channels, out_channels, kernel_size=3)
         self.shortcut: nn.Module
         if in_channels == out_channels and stride == 1:
             self.shortcut = nn.Identity()
@@ -81,8 +92,11 @@ class ResidualBlock(nn.Module):
         """Set the second norm's scale to zero, so the residual branch outputs zero until it is trained.
 
         Raises:
-            ValueError: the norm has no learned scale (e.g. an ``InstanceNorm`` class without ``affine=True``).
+            ValueError: the norm has no learned scale (e.g. an ``InstanceNorm`` class without ``affine=True``), or
+                the block has one conv (no second norm).
         """
+        if self.convs == 1:
+            raise ValueError("zero_init_last needs a block with two convs (its second norm); this one has one.")
         scale = getattr(self.norm2, "weight", None)
         if not isinstance(scale, nn.Parameter):
             raise ValueError(
@@ -94,7 +108,8 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block: ``(N, C_in, *S)`` -> ``(N, C_out, *S / stride)``."""
         branch = self.conv1(self.act1(self.norm1(x)))
-        branch = self.conv2(self.drop(self.act2(self.norm2(branch))))
+        if self.convs == 2:
+            branch = self.conv2(self.drop(self.act2(self.norm2(branch))))
         output: torch.Tensor = self.shortcut(x) + branch
         return output
 

@@ -114,3 +114,24 @@ def test_named_norms_pick_the_dimension_and_group_count() -> None:
     assert isinstance(norm(nn.BatchNorm2d, 2, 16), nn.BatchNorm2d)
     with pytest.raises(ValueError, match="batch, instance, group"):
         norm("layer", 2, 4)  # type: ignore[arg-type]
+
+
+def test_one_conv_block_is_its_shortcut_plus_one_preactivated_conv() -> None:
+    block = ResidualBlock(2, 6, 4, convs=1).eval()
+    x = torch.randn(2, 6, 8, 8)
+    with torch.no_grad():
+        expected = block.shortcut(x) + block.conv1(torch.relu(block.norm1(x)))
+        actual = block(x)
+    torch.testing.assert_close(actual, expected)
+    assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in block.modules()) == 1
+
+
+@pytest.mark.parametrize("convs", [0, 3])
+def test_a_block_has_one_or_two_convs(convs: int) -> None:
+    with pytest.raises(ValueError, match="1 or 2 convs"):
+        ResidualBlock(2, 4, 4, convs=convs)
+
+
+def test_zero_init_needs_a_second_conv() -> None:
+    with pytest.raises(ValueError, match="two convs"):
+        ResidualBlock(2, 4, 4, convs=1, zero_init_last=True)

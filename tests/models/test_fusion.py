@@ -51,6 +51,22 @@ def test_folded_network_computes_the_same_logits_with_fewer_norms(spatial_dims: 
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10 * float(expected.abs().max()))
 
 
+def test_folding_a_light_first_level_skips_its_one_conv_block() -> None:
+    network = trained_like(ResAttUNet(2, 1, 3, (4, 8, 16), first_level="light")).double()
+    image = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        expected = network(image)
+        folded = fold_batch_norms(network)
+        actual = network(image)
+    blocks = [module for module in network.modules() if isinstance(module, ResidualBlock)]
+    two_conv_blocks = sum(block.convs == 2 for block in blocks)
+    projections = sum(isinstance(block.shortcut, nn.Sequential) for block in blocks)
+    gates = sum(isinstance(module, AttentionGate) for module in network.modules())
+    assert (two_conv_blocks, projections, gates) == (3, 4, 1)
+    assert folded == two_conv_blocks + projections + 2 * gates
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10 * float(expected.abs().max()))
+
+
 def test_folding_keeps_the_channels_last_layout_of_2d_weights() -> None:
     network = trained_like(ResAttUNet(2, 1, 3, (4, 8, 16))).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     fold_batch_norms(network)

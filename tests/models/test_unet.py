@@ -124,6 +124,28 @@ def test_switching_gates_off_gives_a_residual_unet() -> None:
     assert plain.attention_maps(x) == []
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_light_first_level_keeps_the_stem_as_skip_and_one_ungated_conv_block(spatial_dims: SpatialDims) -> None:
+    light = ResAttUNet(spatial_dims, 2, 3, (4, 8, 16), first_level="light", deep_supervision=True)
+    full = ResAttUNet(spatial_dims, 2, 3, (4, 8, 16), deep_supervision=True)
+    x = torch.randn(2, 2, *(16,) * spatial_dims)
+    out = light.forward_with_aux(x)
+    assert out.logits.shape == (2, 3, *x.shape[2:])
+    assert [a.shape[2:] for a in out.attention] == [(8,) * spatial_dims]  # the finest skip has no gate
+    assert not any(True for _ in light.encoder.stages[0].children())  # level 0's features are the stem's
+    torch.testing.assert_close(light.encoder(x)[0], light.encoder.stem(x))
+    blocks_per_stage = [
+        [block.convs for block in stage.modules() if isinstance(block, ResidualBlock)] for stage in light.decoder.stages
+    ]
+    assert blocks_per_stage == [[2], [1]]  # coarsest first: the finest stage has one block of one conv
+    assert isinstance(light.decoder.stages[-1].gate, nn.Identity)
+    assert sum(p.numel() for p in light.parameters()) < sum(p.numel() for p in full.parameters())
+    torch.stack([logits.square().mean() for logits in [out.logits, *out.deep_logits]]).sum().backward()
+    for name, parameter in light.named_parameters():
+        assert parameter.grad is not None, f"{name} got no gradient"
+        assert parameter.grad.abs().sum() > 0, f"{name} got an all-zero gradient"
+
+
 def test_deep_heads_exist_only_with_deep_supervision() -> None:
     net = ResAttUNet(2, 1, 2, (4, 8, 16, 32))
     assert len(net.deep_heads) == 0
@@ -160,6 +182,7 @@ def test_bad_input_shape_3d_names_the_pad_target() -> None:
         ({"attention": "dot"}, "additive, none"),
         ({"downsample": "stride"}, "conv, maxpool"),
         ({"upsample": "pixelshuffle"}, "deconv, interp"),
+        ({"first_level": "none"}, "full, light"),
         ({"norm": "layer"}, "batch, instance, group"),
         ({"activation": "tanh"}, "relu, leaky_relu, gelu, silu"),
         ({"dropout": 1.0}, r"\[0, 1\)"),
