@@ -56,6 +56,7 @@ DEFAULT_MIN_SEED_SIZE = 8.0  # pixels at REFERENCE_DIAMETER
 DEFAULT_SPLIT_HEIGHT = 1.5  # pixels at REFERENCE_DIAMETER
 DEFAULT_MIN_SIZE = 16.0  # pixels at REFERENCE_DIAMETER
 GAUSSIAN_TRUNCATE = 4.0  # the split's smoothing reaches this many sigmas (scipy's default)
+RECONSTRUCTION_STEPS = 64  # geodesic dilations of the h-maxima before scikit-image's sort-based reconstruction
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,7 @@ def _piece_ranks(
     # peaks joined by a saddle less than ``height`` below them make one plateau, one marker (skimage's ``h_maxima``
     # marks each of two equal peaks, however shallow the saddle between them). Outside the seeds the ceiling is
     # ``-height``, so nothing is rebuilt from one seed into another across the empty margin between them.
-    lowered = reconstruction(relief - height, np.where(inside, relief, -height), method="dilation")
+    lowered = reconstruct_by_dilation(relief - height, np.where(inside, relief, -height))
     markers, count = ndimage.label(regional_maxima(lowered) & inside)
     seed_of_marker = np.zeros(count + 1, dtype=np.intp)
     marked = markers > 0
@@ -388,6 +389,37 @@ def _piece_ranks(
     rank_of_marker[order] = np.arange(count + 1) - np.searchsorted(in_order, in_order, side="left")
     ranks: npt.NDArray[np.intp] = np.where(basins > 0, rank_of_marker[basins], -1)
     return ranks, {int(label) for label in np.flatnonzero(splitting)}
+
+
+def reconstruct_by_dilation(
+    marker: npt.NDArray[np.float64], mask: npt.NDArray[np.float64], max_steps: int = RECONSTRUCTION_STEPS
+) -> npt.NDArray[np.float64]:
+    """Grey reconstruction by dilation of ``marker`` under ``mask`` (full connectivity), as scikit-image's.
+
+    Geodesic dilations (a 3x3(x3) maximum, then the minimum with ``mask``) until nothing changes: exact, since both
+    are exact on floats, and each step costs one pass over the array, where scikit-image sorts every pixel first. In
+    the h-maxima of the seed split a cap rises ``height`` above its surroundings, so it is reached in a few steps: a
+    2048 px field of ~2,100 nuclei, a 707 x 654 px mosaic, took 23 steps and 0.09 s against scikit-image's 0.48 s
+    (the same array). Past ``max_steps`` scikit-image finishes the job from where the steps got to (a marker between
+    ``marker`` and the result reconstructs to the result), so a long ridge never costs more than the two together.
+
+    Args:
+        marker: float ``S``, at most ``mask`` everywhere.
+        mask: float ``S``.
+        max_steps: geodesic dilations before handing over to ``skimage.morphology.reconstruction``.
+
+    Returns:
+        float ``S``: the reconstruction.
+    """
+    current = np.minimum(marker, mask)
+    footprint_size = (3,) * mask.ndim
+    for _ in range(max_steps):
+        grown = np.minimum(ndimage.grey_dilation(current, size=footprint_size), mask)
+        if np.array_equal(grown, current):
+            return current
+        current = grown
+    finished: npt.NDArray[np.float64] = reconstruction(current, mask, method="dilation")
+    return finished
 
 
 def _smoothed_distance(inside: npt.NDArray[np.bool_], sigma: float) -> npt.NDArray[np.float64]:

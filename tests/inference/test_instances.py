@@ -262,3 +262,24 @@ def test_flooding_from_the_seeds_rims_is_the_watershed() -> None:
         cells = (seeds > 0) | (rng.random(shape) < 0.7)
         expected = watershed(-relief, seeds, mask=cells)
         assert np.array_equal(_flood(relief, seeds, cells), expected)
+
+
+@pytest.mark.parametrize("max_steps", [64, 2, 0])
+def test_reconstruction_by_dilation_is_scikit_images(max_steps: int) -> None:
+    # the h-maxima's reconstruction of the seed split: the same array, whether the dilations converge, hand over to
+    # scikit-image part way (2 steps) or leave it all to it (0)
+    from scipy import ndimage
+    from skimage.morphology import reconstruction
+
+    from cellseg.inference.instances import _smoothed_distance, reconstruct_by_dilation
+
+    for seed, shape in enumerate([(90, 110), (24, 30, 36)]):
+        inside = random_seeds(shape, seed) > 0
+        relief = _smoothed_distance(inside, 1.0)
+        height = 1.0
+        marker, mask = relief - height, np.where(inside, relief, -height)
+        expected = reconstruction(marker, mask, method="dilation")
+        assert np.array_equal(reconstruct_by_dilation(marker, mask, max_steps), expected)
+        rough = ndimage.gaussian_filter(np.random.default_rng(seed).random(shape), 2)  # long, shallow ridges
+        expected = reconstruction(rough - 0.05, rough, method="dilation")
+        assert np.array_equal(reconstruct_by_dilation(rough - 0.05, rough, max_steps), expected)
