@@ -247,7 +247,7 @@ class ResAttUNet(nn.Module):
           give the attention maps the review report shows.
         * First level (2026-12-03, the Zen 4 CPU, widths 8-128, DSB2018, 20-minute runs, two seeds): ``"light"``
           scored Dice 0.919 / F1@0.5 0.858 against ``"full"``'s 0.917 / 0.857 (within the seed spreads), trained 1.25x
-          the steps in the budget, and predicts the probabilities of a 2048 px field 1.25-1.45x faster
+          the steps in the budget, and predicts the probabilities of a 2048 px field 1.25-1.44x faster
           (``benchmarks/model_speed.py``); on Usiigaci (48 px cells) Dice 0.872 / F1@0.5 0.870 against 0.871 / 0.851.
           ``configs/dsb2018.yaml`` and ``configs/usiigaci.yaml`` use it.
 
