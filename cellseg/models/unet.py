@@ -186,16 +186,17 @@ class Decoder(nn.Module):
                 coarse_channels=channels[level + 1],
                 skip_channels=channels[level],
                 out_channels=channels[level],
-                num_blocks=1 if level == 0 and light_first_level else blocks_per_level,
-                attention="none" if level == 0 and light_first_level else attention,
+                num_blocks=1 if light else blocks_per_level,
+                attention="none" if light else attention,
                 upsample=upsample,
                 norm=norm,
                 activation=activation,
                 dropout=dropout,
                 zero_init_residual=zero_init_residual,
-                convs=1 if level == 0 and light_first_level else 2,
+                convs=1 if light else 2,
             )
             for level in reversed(range(len(channels) - 1))
+            for light in [level == 0 and light_first_level]
         )
 
     def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
