@@ -181,7 +181,7 @@ def _flood(relief: npt.NDArray[np.floating], seeds: Labels, cells: npt.NDArray[n
     Returns:
         int32 labels ``S``: each pixel of ``cells`` the flood reaches takes its seed's label, 0 elsewhere.
     """
-    core = ndimage.binary_erosion(seeds > 0, border_value=1)
+    core = _interior(seeds > 0)
     labels: Labels = watershed(-relief, np.where(core, 0, seeds), mask=cells & ~core).astype(np.int32, copy=False)
     labels[core] = seeds[core]
     return labels
@@ -311,17 +311,25 @@ def _split_packed(
         piece that keeps the seed's label), -1 outside the seed.
     """
     mosaic = pack([box for _, box in boxes])
-    owners = _gather_seeds(seeds, boxes, mosaic)
-    peaks = _peaks_per_seed(owners, _smoothed_distance(owners > 0, sigma))
-    chosen = [(label, box) for label, box in boxes if peaks[label] >= 2]
+    all_owners = _gather_seeds(seeds, boxes, mosaic)
+    all_relief = _smoothed_distance(all_owners > 0, sigma)
+    peaks = _peaks_per_seed(all_owners, all_relief)
+    chosen = [index for index, (label, _) in enumerate(boxes) if peaks[label] >= 2]
     if not chosen:
         return {}
-    mosaic = pack([box for _, box in chosen])
-    owners = _gather_seeds(seeds, chosen, mosaic)
-    ranks, split_labels = _piece_ranks(owners, _smoothed_distance(owners > 0, sigma), height)
+    # the chosen seeds' owners and reliefs copied over from the first mosaic: a seed's relief does not depend on where
+    # its box lies (at a mosaic's edge the mirrored pixels the smoothing reaches are margin), so it is not recomputed
+    split_mosaic = pack([boxes[index][1] for index in chosen])
+    owners: Labels = np.zeros(split_mosaic.shape, dtype=np.int32)
+    relief = np.zeros(split_mosaic.shape, dtype=np.float64)
+    for index, target in zip(chosen, split_mosaic.targets, strict=True):
+        owners[target] = all_owners[mosaic.targets[index]]
+        relief[target] = all_relief[mosaic.targets[index]]
+    ranks, split_labels = _piece_ranks(owners, relief, height)
     return {
         label: (box, np.where(owners[target] == label, ranks[target], -1))
-        for (label, box), target in zip(chosen, mosaic.targets, strict=True)
+        for index, target in zip(chosen, split_mosaic.targets, strict=True)
+        for label, box in [boxes[index]]
         if label in split_labels
     }
 
@@ -345,7 +353,7 @@ def _peaks_per_seed(owners: Labels, relief: npt.NDArray[np.float64]) -> npt.NDAr
         intp ``(owners.max() + 1,)``: the count per label (0 for labels not in ``owners``).
     """
     inside = owners > 0
-    peaks = inside & (relief == ndimage.maximum_filter(relief, size=3))
+    peaks = inside & (relief == _dilated(relief))
     plateaus, count = ndimage.label(peaks)
     seed_of_plateau = np.zeros(count + 1, dtype=np.intp)
     seed_of_plateau[plateaus[peaks]] = owners[peaks]
@@ -399,7 +407,7 @@ def reconstruct_by_dilation(
     Geodesic dilations (a 3x3(x3) maximum, then the minimum with ``mask``) until nothing changes: exact, since both
     are exact on floats, and each step costs one pass over the array, where scikit-image sorts every pixel first. In
     the h-maxima of the seed split a cap rises ``height`` above its surroundings, so it is reached in a few steps: a
-    2048 px field of ~2,100 nuclei, a 707 x 654 px mosaic, took 23 steps and 0.09 s against scikit-image's 0.48 s
+    2048 px field of ~2,100 nuclei, a 707 x 654 px mosaic, took 23 steps and 0.04 s against scikit-image's 0.48 s
     (the same array). Past ``max_steps`` scikit-image finishes the job from where the steps got to (a marker between
     ``marker`` and the result reconstructs to the result), so a long ridge never costs more than the two together.
 
@@ -412,14 +420,66 @@ def reconstruct_by_dilation(
         float ``S``: the reconstruction.
     """
     current = np.minimum(marker, mask)
-    footprint_size = (3,) * mask.ndim
+    grown, scratch = np.empty_like(current), np.empty_like(current)
     for _ in range(max_steps):
-        grown = np.minimum(ndimage.grey_dilation(current, size=footprint_size), mask)
+        np.minimum(_dilated(current, grown, scratch), mask, out=grown)
         if np.array_equal(grown, current):
             return current
-        current = grown
+        current, grown = grown, current
     finished: npt.NDArray[np.float64] = reconstruction(current, mask, method="dilation")
     return finished
+
+
+def _dilated(
+    values: npt.NDArray[np.floating],
+    out: npt.NDArray[np.floating] | None = None,
+    scratch: npt.NDArray[np.floating] | None = None,
+) -> npt.NDArray[np.floating]:
+    """The maximum over each pixel's 3x3(x3) neighbourhood (at the image's edge, over the neighbours it has).
+
+    ``ndimage.grey_dilation(values, size=3)`` (whose mirrored edge repeats the edge pixel, which a maximum ignores),
+    computed as shifted maxima along one axis after the other: exact, and 6x faster than scipy's filter for this
+    window (a 707 x 654 float64 mosaic: 1.4 against 8.7 ms).
+
+    Args:
+        values: float ``S``.
+        out: where the result goes (allocated if ``None``); must not be ``values``.
+        scratch: an array like ``values`` for the intermediate axis (allocated if ``None``).
+
+    Returns:
+        float ``S``: ``out``, holding the maxima.
+    """
+    out = np.empty_like(values) if out is None else out
+    scratch = np.empty_like(values) if scratch is None else scratch
+    source = values
+    for axis in range(values.ndim):
+        target = out if (values.ndim - 1 - axis) % 2 == 0 else scratch  # the last axis writes into ``out``
+        head, tail = _shifted_views(values.ndim, axis)
+        target[...] = source
+        np.maximum(target[tail], source[head], out=target[tail])
+        np.maximum(target[head], source[tail], out=target[head])
+        source = target
+    return out
+
+
+def _interior(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The pixels of ``mask`` whose face neighbours (those inside the image) all lie in ``mask``.
+
+    ``ndimage.binary_erosion(mask, border_value=1)``, as shifted ``and``s along each axis (2048 px: 1.6 against 31 ms).
+    """
+    interior = mask.copy()
+    for axis in range(mask.ndim):
+        head, tail = _shifted_views(mask.ndim, axis)
+        interior[tail] &= mask[head]
+        interior[head] &= mask[tail]
+    return interior
+
+
+def _shifted_views(ndim: int, axis: int) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Index tuples of all but the last and all but the first position along ``axis`` of an ``ndim``-D array."""
+    head = tuple(slice(None, -1) if each == axis else slice(None) for each in range(ndim))
+    tail = tuple(slice(1, None) if each == axis else slice(None) for each in range(ndim))
+    return head, tail
 
 
 def _smoothed_distance(inside: npt.NDArray[np.bool_], sigma: float) -> npt.NDArray[np.float64]:
@@ -453,20 +513,20 @@ def _fill_enclosed_holes(labels: Labels) -> Labels:
     holes, count = _holes(labels > 0)
     if count == 0:
         return labels
-    cross = ndimage.generate_binary_structure(labels.ndim, 1)
-    # every pixel next to a hole, with the hole's number (where two holes are one pixel apart, the higher number)
-    beside = ndimage.grey_dilation(holes, footprint=cross)
-    ring = (beside > 0) & (holes == 0)
-    hole_of, owner = beside[ring], labels[ring]
+    positions = np.nonzero(holes)  # the holes' pixels; a hole never reaches the image's edge: their neighbours exist
+    hole_of = holes[positions]
     lowest = np.full(count + 1, np.iinfo(np.int32).max, dtype=np.int64)
     highest = np.zeros(count + 1, dtype=np.int64)
-    np.minimum.at(lowest, hole_of, owner)
-    np.maximum.at(highest, hole_of, owner)
+    for axis in range(labels.ndim):
+        for step in (-1, 1):
+            beside = labels[tuple(coordinates + step if each == axis else coordinates
+                                  for each, coordinates in enumerate(positions))]  # fmt: skip
+            on_object = beside > 0  # a background neighbour is in the same hole
+            np.minimum.at(lowest, hole_of[on_object], beside[on_object])
+            np.maximum.at(highest, hole_of[on_object], beside[on_object])
     enclosed_by = np.where((lowest == highest) & (highest > 0), highest, 0)
-    enclosed_by[0] = 0
     filled = labels.copy()
-    in_hole = holes > 0
-    filled[in_hole] = enclosed_by[holes[in_hole]]
+    filled[positions] = enclosed_by[hole_of]
     return filled
 
 

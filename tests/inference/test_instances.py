@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -84,6 +85,53 @@ def test_a_hole_enclosed_by_two_objects_together_stays_background() -> None:
     two_holes[7:9, 7:9] = 0  # two holes inside object 1, one pixel apart
     two_holes[7:9, 10:12] = 0
     assert np.all(clean_instances(two_holes.copy(), InstanceConfig(min_size=1))[7:9, 7:12] == 1)
+
+
+def test_a_hole_beside_a_second_object_stays_background_when_that_pixel_also_borders_another_hole() -> None:
+    # a one-pixel hole inside object 1 but for its neighbour below, a pixel of object 2 that also borders a second,
+    # larger hole (numbered after the small one): that pixel counts for both holes, so neither goes to object 1
+    labels = np.ones((9, 9), dtype=np.int32)
+    labels[2, 3] = 0  # the small hole
+    labels[3, 3] = 2  # object 2, one pixel
+    labels[4:7, 2:5] = 0  # the larger hole, below it
+    cleaned = clean_instances(labels.copy(), InstanceConfig(min_size=1))
+    assert cleaned[2, 3] == 0
+    assert np.all(cleaned[4:7, 2:5] == 0)
+    alone = labels.copy()
+    alone[3, 3] = 1
+    filled = clean_instances(alone, InstanceConfig(min_size=1))
+    assert filled[2, 3] == 1  # each enclosed by object 1 alone: filled
+    assert np.all(filled[4:7, 2:5] == 1)
+
+
+def test_shifted_maxima_and_erosion_are_scipys() -> None:
+    from scipy import ndimage
+
+    from cellseg.inference.instances import _dilated, _interior
+
+    rng = np.random.default_rng(3)
+    for shape in [(1, 7), (5, 1), (33, 47), (6, 9, 11), (1, 4, 5)]:
+        values = rng.integers(0, 4, size=shape).astype(np.float64)  # many ties
+        assert np.array_equal(_dilated(values), ndimage.grey_dilation(values, size=(3,) * len(shape)))
+        mask = rng.random(shape) < 0.8
+        assert np.array_equal(_interior(mask), ndimage.binary_erosion(mask, border_value=1))
+
+
+def test_a_seeds_smoothed_distance_in_a_mosaic_does_not_depend_on_where_its_box_lies() -> None:
+    # the split copies each seed's relief from its first mosaic to the second: a box at a mosaic's edge (the smoothing
+    # mirrors the edge) must be smoothed as one in the middle
+    from cellseg.inference.instances import GAUSSIAN_TRUNCATE, _smoothed_distance
+
+    for sigma in (1.0, 2.0):
+        margin = 1 + math.ceil(GAUSSIAN_TRUNCATE * sigma) // 2  # what split_seeds leaves around a packed seed
+        rows, columns = np.mgrid[:13, :13]
+        disc = (rows - 6) ** 2 + (columns - 6) ** 2 <= 42  # fills its 13 x 13 bounding box
+        box = np.pad(disc, margin)
+        at_the_edge = _smoothed_distance(box, sigma)
+        mosaic = np.zeros((60, 60), dtype=bool)
+        mosaic[20 : 20 + box.shape[0], 25 : 25 + box.shape[1]] = box
+        in_the_middle = _smoothed_distance(mosaic, sigma)[20 : 20 + box.shape[0], 25 : 25 + box.shape[1]]
+        assert np.array_equal(at_the_edge[box], in_the_middle[box])  # on the seed's pixels, where it is read
 
 
 def test_a_seed_is_split_by_its_own_shape_whatever_its_neighbours() -> None:
