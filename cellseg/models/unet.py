@@ -19,9 +19,11 @@ from cellseg.models.layers import ActivationSpec, NormSpec
 DownsampleMode: TypeAlias = Literal["conv", "maxpool"]
 AttentionMode: TypeAlias = Literal["additive", "none"]
 FirstLevel: TypeAlias = Literal["full", "light"]
+SkipMerge: TypeAlias = Literal["concat", "add"]
 DOWNSAMPLE_MODES: tuple[str, ...] = get_args(DownsampleMode)
 ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
 FIRST_LEVELS: tuple[str, ...] = get_args(FirstLevel)
+SKIP_MERGES: tuple[str, ...] = get_args(SkipMerge)
 LEVEL_SCALE = 2
 
 
@@ -123,8 +125,14 @@ class DecoderStage(nn.Module):
         dropout: float,
         zero_init_residual: bool,
         convs: int = 2,
+        merge: SkipMerge = "concat",
     ) -> None:
         super().__init__()
+        if merge == "add" and skip_channels != out_channels:
+            raise ValueError(
+                f"merge 'add' needs as many skip channels as out channels, got {skip_channels}, {out_channels}."
+            )
+        self.merge = merge
         self.gate: AttentionGate | nn.Identity = (
             AttentionGate(spatial_dims, skip_channels, gating_channels=coarse_channels, norm=norm)
             if attention == "additive"
@@ -135,7 +143,7 @@ class DecoderStage(nn.Module):
             *(
                 ResidualBlock(
                     spatial_dims,
-                    out_channels + skip_channels if block == 0 else out_channels,
+                    out_channels + skip_channels if block == 0 and merge == "concat" else out_channels,
                     out_channels,
                     norm=norm,
                     activation=activation,
@@ -152,7 +160,8 @@ class DecoderStage(nn.Module):
         alpha: torch.Tensor | None = None
         if isinstance(self.gate, AttentionGate):
             skip, alpha = self.gate(skip, coarse)
-        merged = torch.cat([self.up(coarse), skip], dim=1)
+        upsampled = self.up(coarse)
+        merged = torch.cat([upsampled, skip], dim=1) if self.merge == "concat" else upsampled + skip
         return self.blocks(merged), alpha
 
 
@@ -178,6 +187,7 @@ class Decoder(nn.Module):
         dropout: float,
         zero_init_residual: bool,
         light_first_level: bool = False,
+        merge: SkipMerge = "concat",
     ) -> None:
         super().__init__()
         self.stages = nn.ModuleList(
@@ -194,6 +204,7 @@ class Decoder(nn.Module):
                 dropout=dropout,
                 zero_init_residual=zero_init_residual,
                 convs=1 if light else 2,
+                merge=merge,
             )
             for level in reversed(range(len(channels) - 1))
             for light in [level == 0 and light_first_level]
@@ -272,6 +283,11 @@ class ResAttUNet(nn.Module):
             encoder keeps only the stem conv (no residual block) and the decoder one residual block of one 3x3 conv
             (with its 1x1 projection shortcut) and no attention gate. Level 0 costs about half the network's
             inference time at widths 8-128 on a CPU (thin convolutions and per-pixel passes over full-size maps).
+        skip_merge: how a decoder stage joins the upsampled coarser map and the (gated) skip: ``"concat"`` (default,
+            as in the U-Net paper: the stage's first block reads twice its level's channels, through a 1x1 projection
+            shortcut) or ``"add"`` (as LinkNet and feature pyramids: the upsampling maps to the skip's channels and
+            the two are summed, so every decoder block keeps its level's width and an identity shortcut). ``"add"``
+            runs the light 8-128 network 1.36x faster on a CPU (8 tiles of 128 px: 26.5 against 36.1 ms).
         zero_init_residual: start every residual block with its last norm's scale at zero. Off by default: a zero
             scale also stops the gradient to both convs of the branch until the scale has grown (AdamW moves it by
             about the learning rate per step), so the blocks barely learn in a short schedule. On DSB2018, 300 steps
@@ -304,6 +320,7 @@ class ResAttUNet(nn.Module):
         upsample: UpsampleMode = "deconv",
         zero_init_residual: bool = False,
         first_level: FirstLevel = "full",
+        skip_merge: SkipMerge = "concat",
     ) -> None:
         super().__init__()
         layers.check_spatial_dims(spatial_dims)
@@ -326,6 +343,8 @@ class ResAttUNet(nn.Module):
             raise ValueError(f"Unknown downsample {downsample!r}: use one of {', '.join(DOWNSAMPLE_MODES)}.")
         if first_level not in FIRST_LEVELS:
             raise ValueError(f"Unknown first_level {first_level!r}: use one of {', '.join(FIRST_LEVELS)}.")
+        if skip_merge not in SKIP_MERGES:
+            raise ValueError(f"Unknown skip_merge {skip_merge!r}: use one of {', '.join(SKIP_MERGES)}.")
         light = first_level == "light"
 
         self.spatial_dims = spatial_dims
@@ -340,7 +359,7 @@ class ResAttUNet(nn.Module):
         )  # fmt: skip
         self.decoder = Decoder(
             spatial_dims, channels, decoder_blocks_per_level, attention, upsample, norm, activation, dropout,
-            zero_init_residual, light,
+            zero_init_residual, light, skip_merge,
         )  # fmt: skip
         self.head = SegmentationHead(spatial_dims, channels[0], out_channels, norm, activation)
         self.deep_heads = nn.ModuleList(

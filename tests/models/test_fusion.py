@@ -67,6 +67,17 @@ def test_folding_a_light_first_level_skips_its_one_conv_block() -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10 * float(expected.abs().max()))
 
 
+def test_folding_a_network_with_added_skips_gives_the_same_outputs() -> None:
+    network = trained_like(ResAttUNet(2, 1, 3, (4, 8, 16), first_level="light", skip_merge="add")).double()
+    image = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        expected = network(image)
+        folded = fold_batch_norms(network)
+        actual = network(image)
+    assert folded == 3 + 2 + 2 * 1  # two-conv blocks (encoder 1-2, decoder 1), the encoder's projections, one gate
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10 * float(expected.abs().max()))
+
+
 def test_folding_keeps_the_channels_last_layout_of_2d_weights() -> None:
     network = trained_like(ResAttUNet(2, 1, 3, (4, 8, 16))).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     fold_batch_norms(network)

@@ -13,7 +13,7 @@ from torch import nn
 
 from cellseg.models import AttentionGate, ResAttUNet, ResidualBlock
 from cellseg.models.layers import SpatialDims
-from cellseg.models.unet import AttentionMode
+from cellseg.models.unet import AttentionMode, DecoderStage
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "networks"
 
@@ -146,6 +146,32 @@ def test_light_first_level_keeps_the_stem_as_skip_and_one_ungated_conv_block(spa
         assert parameter.grad.abs().sum() > 0, f"{name} got an all-zero gradient"
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("first_level", ["full", "light"])
+def test_added_skips_keep_every_decoder_block_at_its_levels_width(spatial_dims: SpatialDims, first_level: str) -> None:
+    added = ResAttUNet(spatial_dims, 2, 3, (4, 8, 16), skip_merge="add", first_level=first_level)  # type: ignore[arg-type]
+    concatenated = ResAttUNet(spatial_dims, 2, 3, (4, 8, 16), first_level=first_level)  # type: ignore[arg-type]
+    decoder_blocks = [block for block in added.decoder.modules() if isinstance(block, ResidualBlock)]
+    assert [block.conv1.in_channels for block in decoder_blocks] == [8, 4]  # not 16 and 8: no concatenation
+    assert all(isinstance(block.shortcut, nn.Identity) for block in decoder_blocks)  # so no projection either
+    assert sum(p.numel() for p in added.parameters()) < sum(p.numel() for p in concatenated.parameters())
+    x = torch.randn(2, 2, *(16,) * spatial_dims)
+    logits = added(x)
+    assert logits.shape == (2, 3, *x.shape[2:])
+    coarsest, finest = (
+        added.decoder.stages
+    )  # the finest's output: the upsampled coarse map plus the gated skip, blocked
+    assert isinstance(coarsest, DecoderStage)
+    assert isinstance(finest, DecoderStage)
+    features = added.encoder(x)
+    coarse = coarsest(features[2], features[1])[0]
+    skip = finest.gate(features[0], coarse)[0] if isinstance(finest.gate, AttentionGate) else features[0]
+    torch.testing.assert_close(finest(coarse, features[0])[0], finest.blocks(finest.up(coarse) + skip))
+    logits.square().mean().backward()
+    for name, parameter in added.named_parameters():
+        assert parameter.grad is not None, f"{name} got no gradient"
+
+
 def test_deep_heads_exist_only_with_deep_supervision() -> None:
     net = ResAttUNet(2, 1, 2, (4, 8, 16, 32))
     assert len(net.deep_heads) == 0
@@ -183,6 +209,7 @@ def test_bad_input_shape_3d_names_the_pad_target() -> None:
         ({"downsample": "stride"}, "conv, maxpool"),
         ({"upsample": "pixelshuffle"}, "deconv, interp"),
         ({"first_level": "none"}, "full, light"),
+        ({"skip_merge": "sum"}, "concat, add"),
         ({"norm": "layer"}, "batch, instance, group"),
         ({"activation": "tanh"}, "relu, leaky_relu, gelu, silu"),
         ({"dropout": 1.0}, r"\[0, 1\)"),
