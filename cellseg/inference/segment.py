@@ -117,19 +117,32 @@ def segment_image(
     tiles, blocks = tiles or TileConfig(), blocks or BlockConfig()
     instances = (instances or InstanceConfig()).for_diameter(model.object_diameter)
     shape = prepared.shape[1:]
+    boxes = block_boxes(shape, blocks)
+    if len(boxes) == 1:
+        return _segment_whole(model, prepared, tiles, instances)
+    return _segment_blocks(model, prepared, tiles, instances, boxes)
+
+
+def _segment_blocks(
+    model: LoadedModel,
+    prepared: npt.NDArray[np.float32],
+    tiles: TileConfig,
+    instances: InstanceConfig,
+    boxes: list[tuple[Box, Box]],
+) -> Segmentation:
+    """``segment_image`` block by block: each block's objects placed in the image, a neighbour's kept where placed."""
+    shape = prepared.shape[1:]
     labels = np.zeros(shape, dtype=np.int32)
     foreground = np.zeros(shape, dtype=np.float16)
     sums: list[npt.NDArray[np.float64]] = []  # per block, each kept object's summed foreground probability
-    boxes = block_boxes(shape, blocks)
     cut_objects = 0
     for core, extended in boxes:
         probabilities = predict_probabilities(model, prepared[(slice(None), *extended)], tiles)
         block_foreground = 1.0 - probabilities[TargetClass.BACKGROUND]
         block_labels = instances_from_probabilities(probabilities, replace(instances, remove_border=False))
         del probabilities
-        if len(boxes) > 1:
-            block_labels, cut = _objects_owned_by_block(block_labels, core, extended, shape)
-            cut_objects += cut
+        block_labels, cut = _objects_owned_by_block(block_labels, core, extended, shape)
+        cut_objects += cut
         inner = tuple(slice(c.start - e.start, c.stop - e.start) for c, e in zip(core, extended, strict=True))
         foreground[core] = block_foreground[inner]
         count = int(block_labels.max())
@@ -143,6 +156,23 @@ def segment_image(
     all_sums = np.concatenate(sums) if sums else np.zeros(0, dtype=np.float64)
     segmentation = _finish(labels, foreground, all_sums, instances.remove_border, len(boxes))
     return replace(segmentation, cut_objects=cut_objects)
+
+
+def _segment_whole(
+    model: LoadedModel, prepared: npt.NDArray[np.float32], tiles: TileConfig, instances: InstanceConfig
+) -> Segmentation:
+    """``segment_image`` of an image that is one block: its labels as they come, no placing among neighbours.
+
+    The same result as the block loop with one block, without its full-size passes (which pixels are free, the
+    masked copy of the labels, the masked weights: ~0.05 s of a 2048 px field).
+    """
+    probabilities = predict_probabilities(model, prepared, tiles)
+    foreground = 1.0 - probabilities[TargetClass.BACKGROUND]
+    labels = instances_from_probabilities(probabilities, replace(instances, remove_border=False))
+    del probabilities
+    count = int(labels.max())
+    sums = np.bincount(labels.ravel(), weights=foreground.ravel(), minlength=count + 1)[1:].astype(np.float64)
+    return _finish(labels, foreground.astype(np.float16), sums, instances.remove_border, 1)
 
 
 def _objects_owned_by_block(

@@ -70,6 +70,18 @@ def test_blocks_give_the_same_cells_as_one_pass(model: LoadedModel, image: np.nd
         assert blocked.areas.tolist() == np.bincount(blocked.labels.ravel())[1:].tolist()
 
 
+def test_an_image_of_one_block_gets_what_the_block_loop_gives_it(model: LoadedModel, image: np.ndarray) -> None:
+    from cellseg.inference.segment import _segment_blocks
+
+    instances = InstanceConfig().for_diameter(model.object_diameter)
+    whole = segment_image(model, image, instances=instances)
+    looped = _segment_blocks(model, image, TileConfig(), instances, block_boxes(image.shape[1:], BlockConfig()))
+    assert whole.count > 0
+    for field in ("labels", "foreground", "areas", "confidences"):
+        assert np.array_equal(getattr(whole, field), getattr(looped, field)), field
+    assert (whole.blocks, whole.cut_objects, whole.border_objects) == (1, 0, looped.border_objects)
+
+
 def test_block_cores_tile_the_image_exactly() -> None:
     shape = (250, 130)
     covered = np.zeros(shape, dtype=int)
