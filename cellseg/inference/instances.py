@@ -267,7 +267,8 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
     margin = 1 + radius // 2  # packed, each box leaves this much: 2 margins between two seeds > the kernel's radius
     packed: list[tuple[int, Box]] = []
     alone: list[tuple[int, Box]] = []
-    for label, box in enumerate(ndimage.find_objects(seeds), start=1):
+    boxes = ndimage.find_objects(seeds)
+    for label, box in enumerate(boxes, start=1):
         if box is None:
             continue
         padded = tuple(slice(axis.start - reach, axis.stop + reach) for axis in box)
@@ -295,7 +296,10 @@ def split_seeds(seeds: Labels, height: float, sigma: float = 1.0) -> Labels:
         new_piece = rank > 0
         split[box][new_piece] = rank[new_piece] + next_label - 1
         next_label += int(rank.max())
-    return renumber(split)
+    # a split seed keeps its label for its first piece and its other pieces take the next free labels, so seeds
+    # numbered 1..N without gaps (``_seeds``'s) come out so: renumbering them would be a pass for nothing
+    numbered_without_gaps = all(box is not None for box in boxes)
+    return split if numbered_without_gaps else renumber(split)
 
 
 def _split_packed(

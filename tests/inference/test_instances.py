@@ -134,6 +134,20 @@ def test_a_seeds_smoothed_distance_in_a_mosaic_does_not_depend_on_where_its_box_
         assert np.array_equal(at_the_edge[box], in_the_middle[box])  # on the seed's pixels, where it is read
 
 
+def test_split_seeds_are_numbered_without_gaps_whatever_the_input_numbers() -> None:
+    shape = (40, 90)
+    seeds = np.zeros(shape, dtype=np.int32)
+    seeds[disk((20, 18), 7, shape=shape)] = 1
+    seeds[disk((20, 30), 7, shape=shape)] = 1  # a seed with a waist: two pieces
+    seeds[disk((20, 70), 8, shape=shape)] = 2  # a round one
+    for numbers in ([1, 2], [3, 9], [9, 3]):
+        renumbered = np.select([seeds == 1, seeds == 2], numbers, 0).astype(np.int32)
+        split = split_seeds(renumbered, height=1.0)
+        assert np.array_equal(np.unique(split), np.arange(4))  # 0 and pieces 1..3
+        pieces = np.unique(np.stack([seeds[seeds > 0], split[seeds > 0]]), axis=1)
+        assert pieces[0].tolist() == [1, 1, 2]  # the waisted seed in two pieces, the round one whole
+
+
 def test_a_seed_is_split_by_its_own_shape_whatever_its_neighbours() -> None:
     shape = (40, 60)
     pair = np.zeros(shape, dtype=np.int32)
