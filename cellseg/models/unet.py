@@ -264,8 +264,8 @@ class ResAttUNet(nn.Module):
           ``configs/dsb2018.yaml`` and ``configs/usiigaci.yaml`` use it.
         * Skip merge (2026-12-03, the same machine and runs): ``"add"`` on top of the light first level scored Dice
           0.916 / F1@0.5 0.866 against ``"concat"``'s 0.919 / 0.858, trained 1.3x the steps in the budget, and
-          predicts the probabilities 1.16-1.39x faster (2.00-2.64x ``AttentionUnet``'s megapixels/s against
-          1.60-2.07x, four runs); on Usiigaci Dice 0.873 / F1@0.5 0.875 against 0.872 / 0.870.
+          predicts the probabilities 1.16-1.39x faster (2.00-2.75x ``AttentionUnet``'s megapixels/s against
+          1.60-2.07x, five runs); on Usiigaci Dice 0.873 / F1@0.5 0.875 against 0.872 / 0.870.
           ``configs/dsb2018.yaml`` and ``configs/usiigaci.yaml`` use it.
 
     Args:
