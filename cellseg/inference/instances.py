@@ -330,12 +330,12 @@ def _split_packed(
         owners[target] = all_owners[mosaic.targets[index]]
         relief[target] = all_relief[mosaic.targets[index]]
     ranks, split_labels = _piece_ranks(owners, relief, height)
-    return {
-        label: (box, np.where(owners[target] == label, ranks[target], -1))
-        for index, target in zip(chosen, split_mosaic.targets, strict=True)
-        for label, box in [boxes[index]]
-        if label in split_labels
-    }
+    pieces: dict[int, tuple[Box, npt.NDArray[np.intp]]] = {}
+    for index, target in zip(chosen, split_mosaic.targets, strict=True):
+        label, box = boxes[index]
+        if label in split_labels:
+            pieces[label] = (box, np.where(owners[target] == label, ranks[target], -1))
+    return pieces
 
 
 def _gather_seeds(seeds: Labels, chosen: list[tuple[int, Box]], mosaic: Mosaic) -> Labels:

@@ -137,10 +137,7 @@ def _segment_blocks(
     sums: list[npt.NDArray[np.float64]] = []  # per block, each kept object's summed foreground probability
     cut_objects = 0
     for core, extended in boxes:
-        probabilities = predict_probabilities(model, prepared[(slice(None), *extended)], tiles)
-        block_foreground = 1.0 - probabilities[TargetClass.BACKGROUND]
-        block_labels = instances_from_probabilities(probabilities, replace(instances, remove_border=False))
-        del probabilities
+        block_foreground, block_labels = _predict_block(model, prepared[(slice(None), *extended)], tiles, instances)
         block_labels, cut = _objects_owned_by_block(block_labels, core, extended, shape)
         cut_objects += cut
         inner = tuple(slice(c.start - e.start, c.stop - e.start) for c, e in zip(core, extended, strict=True))
@@ -166,13 +163,23 @@ def _segment_whole(
     The same result as the block loop with one block, without its full-size passes (which pixels are free, the
     masked copy of the labels, the masked weights: ~0.05 s of a 2048 px field).
     """
-    probabilities = predict_probabilities(model, prepared, tiles)
-    foreground = 1.0 - probabilities[TargetClass.BACKGROUND]
-    labels = instances_from_probabilities(probabilities, replace(instances, remove_border=False))
-    del probabilities
+    foreground, labels = _predict_block(model, prepared, tiles, instances)
     count = int(labels.max())
     sums = np.bincount(labels.ravel(), weights=foreground.ravel(), minlength=count + 1)[1:].astype(np.float64)
     return _finish(labels, foreground.astype(np.float16), sums, instances.remove_border, 1)
+
+
+def _predict_block(
+    model: LoadedModel, prepared: npt.NDArray[np.float32], tiles: TileConfig, instances: InstanceConfig
+) -> tuple[npt.NDArray[np.float32], Labels]:
+    """One block's foreground probability ``S`` (float32) and instance labels ``S``.
+
+    Objects on the block's border are kept: the image's border is decided once the blocks are placed.
+    """
+    probabilities = predict_probabilities(model, prepared, tiles)
+    foreground: npt.NDArray[np.float32] = 1.0 - probabilities[TargetClass.BACKGROUND]
+    labels = instances_from_probabilities(probabilities, replace(instances, remove_border=False))
+    return foreground, labels
 
 
 def _objects_owned_by_block(
