@@ -11,6 +11,8 @@ from __future__ import annotations
 import inspect
 from typing import Literal, TypeAlias, get_args
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 SpatialDims: TypeAlias = Literal[2, 3]
@@ -127,3 +129,53 @@ def dropout(probability: float) -> nn.Module:
 def _num_groups(num_channels: int) -> int:
     """The largest group count up to ``GROUP_NORM_MAX_GROUPS`` that divides ``num_channels``."""
     return max(g for g in range(1, GROUP_NORM_MAX_GROUPS + 1) if num_channels % g == 0)
+
+
+class FoldSpace(nn.Module):
+    """Space to depth: each ``factor``-sided block of pixels (voxels) becomes ``factor ** d`` channels.
+
+    ``pixel_unshuffle`` in 2D; the same channel order (channel-major, then the block's offsets in raster order) in 3D.
+
+    Shape:
+        ``(N, C, *S)`` -> ``(N, C * factor**d, *S / factor)``; every entry of ``S`` a multiple of ``factor``.
+    """
+
+    def __init__(self, spatial_dims: int, factor: int) -> None:
+        super().__init__()
+        self.spatial_dims, self.factor = spatial_dims, factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fold ``x`` ``(N, C, *S)``."""
+        if self.factor == 1:
+            return x
+        if self.spatial_dims == 2:
+            return F.pixel_unshuffle(x, self.factor)
+        n, c, depth, height, width = x.shape
+        f = self.factor
+        blocks = x.reshape(n, c, depth // f, f, height // f, f, width // f, f)
+        return blocks.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(n, c * f**3, depth // f, height // f, width // f)
+
+
+class UnfoldSpace(nn.Module):
+    """Depth to space, the inverse of ``FoldSpace``: ``factor ** d`` channels become a ``factor``-sided block.
+
+    ``pixel_shuffle`` in 2D (the sub-pixel convolution of ESPCN when a convolution precedes it).
+
+    Shape:
+        ``(N, C * factor**d, *S)`` -> ``(N, C, *S * factor)``.
+    """
+
+    def __init__(self, spatial_dims: int, factor: int) -> None:
+        super().__init__()
+        self.spatial_dims, self.factor = spatial_dims, factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Unfold ``x`` ``(N, C * factor**d, *S)``."""
+        if self.factor == 1:
+            return x
+        if self.spatial_dims == 2:
+            return F.pixel_shuffle(x, self.factor)
+        n, channels, depth, height, width = x.shape
+        f = self.factor
+        blocks = x.reshape(n, channels // f**3, f, f, f, depth, height, width)
+        return blocks.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(n, channels // f**3, depth * f, height * f, width * f)

@@ -35,9 +35,9 @@ def network_in_channels(network: dict[str, Any] | None) -> int:
 
 
 def network_total_stride(network: dict[str, Any] | None) -> int:
-    """The network's total stride, ``2 ** (levels - 1)``: validation images are cropped to a multiple of it."""
+    """The network's total stride, ``fold * 2 ** (levels - 1)``: validation images are cropped to a multiple of it."""
     channels = (network or {}).get("channels", DEFAULT_CHANNELS)
-    return int(2 ** (len(channels) - 1))
+    return int((network or {}).get("fold", 1)) * int(2 ** (len(channels) - 1))
 
 
 class CellsegCLI(LightningCLI):
