@@ -78,6 +78,16 @@ def test_folding_a_network_with_added_skips_gives_the_same_outputs() -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10 * float(expected.abs().max()))
 
 
+def test_folding_the_norms_of_a_space_folded_network_gives_the_same_outputs() -> None:
+    network = trained_like(ResAttUNet(2, 1, 3, (4, 8, 16), first_level="light", skip_merge="add", fold=2)).double()
+    image = torch.randn(2, 1, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected = network(image)
+        assert fold_batch_norms(network) == 3 + 2 + 2 * 1
+        actual = network(image)
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10 * float(expected.abs().max()))
+
+
 def test_folding_keeps_the_channels_last_layout_of_2d_weights() -> None:
     network = trained_like(ResAttUNet(2, 1, 3, (4, 8, 16))).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     fold_batch_norms(network)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from jsonargparse import ArgumentParser
 from torch import nn
 
 from cellseg.models import AttentionGate, ResAttUNet, ResidualBlock
-from cellseg.models.layers import SpatialDims
+from cellseg.models.layers import FoldSpace, SpatialDims, UnfoldSpace
 from cellseg.models.unet import AttentionMode, DecoderStage
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "networks"
@@ -172,6 +173,41 @@ def test_added_skips_keep_every_decoder_block_at_its_levels_width(spatial_dims: 
         assert parameter.grad is not None, f"{name} got no gradient"
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_fold_space_moves_each_block_of_pixels_into_channels_and_back(spatial_dims: SpatialDims) -> None:
+    x = torch.randn(2, 3, *(4, 6, 8)[-spatial_dims:])
+    folded = FoldSpace(spatial_dims, 2)(x)
+    assert folded.shape == (2, 3 * 2**spatial_dims, *(2, 3, 4)[-spatial_dims:])
+    for channel in range(3):  # channel-major, then the block's offsets in raster order (pixel_unshuffle's order)
+        for rank, offsets in enumerate(itertools.product(range(2), repeat=spatial_dims)):
+            phases: tuple[slice, ...] = tuple(slice(offset, None, 2) for offset in offsets)
+            phase = x[:, channel][(slice(None), *phases)]
+            assert torch.equal(folded[:, channel * 2**spatial_dims + rank], phase)
+    assert torch.equal(UnfoldSpace(spatial_dims, 2)(folded), x)
+    assert FoldSpace(spatial_dims, 1)(x) is x
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_a_folded_network_runs_from_a_coarser_first_level(spatial_dims: SpatialDims) -> None:
+    options: dict[str, Any] = {"first_level": "light", "skip_merge": "add", "deep_supervision": True}
+    net = ResAttUNet(spatial_dims, 2, 3, (4, 8, 16), fold=2, **options)
+    assert net.total_stride == 8  # 2 (fold) x 2 ** 2 (levels)
+    assert net.encoder.stem.in_channels == 2 * 2**spatial_dims
+    assert net.head.conv.out_channels == 3 * 2**spatial_dims
+    x = torch.randn(2, 2, *(16,) * spatial_dims)
+    output = net.forward_with_aux(x)
+    assert output.logits.shape == (2, 3, *(16,) * spatial_dims)
+    assert [tuple(logits.shape[2:]) for logits in output.deep_logits] == [(8,) * spatial_dims]
+    assert [tuple(alpha.shape[2:]) for alpha in output.attention] == [(4,) * spatial_dims]  # the gate at level 1
+    expected = UnfoldSpace(spatial_dims, 2)(net.head(net.decoder(net.encoder(FoldSpace(spatial_dims, 2)(x)))[0][0]))
+    torch.testing.assert_close(output.logits, expected)
+    (output.logits.square().mean() + output.deep_logits[0].square().mean()).backward()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None, f"{name} got no gradient"
+    with pytest.raises(ValueError, match=r"not a multiple of 8.*fold 2.*pad it to"):
+        net(torch.randn(1, 2, *(12,) * spatial_dims))
+
+
 def test_deep_heads_exist_only_with_deep_supervision() -> None:
     net = ResAttUNet(2, 1, 2, (4, 8, 16, 32))
     assert len(net.deep_heads) == 0
@@ -210,6 +246,8 @@ def test_bad_input_shape_3d_names_the_pad_target() -> None:
         ({"upsample": "pixelshuffle"}, "deconv, interp"),
         ({"first_level": "none"}, "full, light"),
         ({"skip_merge": "sum"}, "concat, add"),
+        ({"fold": 0}, "fold must be a positive int"),
+        ({"fold": 1.5}, "fold must be a positive int"),
         ({"norm": "layer"}, "batch, instance, group"),
         ({"activation": "tanh"}, "relu, leaky_relu, gelu, silu"),
         ({"dropout": 1.0}, r"\[0, 1\)"),

@@ -11,7 +11,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from cellseg.cli import main
 from cellseg.data.synthetic import SyntheticConfig, write_dataset
 from cellseg.inference.model import load_model
-from cellseg.training.cli import run_fit
+from cellseg.training.cli import DEFAULT_CHANNELS, network_total_stride, run_fit
 from cellseg.training.module import SegmentationModule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -128,3 +128,9 @@ def test_fit_runs_distributed_on_two_cpu_processes(dataset: Path, tmp_path: Path
     checkpoint = torch.load(next((tmp_path / "checkpoints").glob("best-*.ckpt")), weights_only=True)
     # 8 patches per epoch, batch 4, shared by 2 processes: one step each.
     assert checkpoint["global_step"] == 1
+
+
+def test_the_data_is_padded_to_the_total_stride_of_a_space_folded_network() -> None:
+    assert network_total_stride({"channels": [16, 32, 64, 128]}) == 8
+    assert network_total_stride({"channels": [16, 32, 64, 128], "fold": 2}) == 16
+    assert network_total_stride(None) == 2 ** (len(DEFAULT_CHANNELS) - 1)
