@@ -39,6 +39,7 @@ from skimage.segmentation import clear_border, relabel_sequential, watershed
 
 from cellseg.data.targets import TargetClass
 from cellseg.inference.mosaic import Box, Mosaic, pack
+from cellseg.inference.parts import find_in_parts
 
 SeedMethod = Literal["boundary", "distance"]
 Labels = npt.NDArray[np.int32]
@@ -122,13 +123,20 @@ class InstanceConfig:
         return replace(self, object_diameter=float(object_diameter))
 
 
-def instances_from_probabilities(probabilities: npt.NDArray[np.floating], config: InstanceConfig) -> Labels:
+def instances_from_probabilities(
+    probabilities: npt.NDArray[np.floating], config: InstanceConfig, workers: int = 1
+) -> Labels:
     """Instance labels from one image's probability maps.
+
+    An image of more than ``PART_PIXELS`` is cut into slabs that are segmented apart, ``workers`` at a time
+    (``cellseg.inference.parts``: the same objects as in one piece; the cutting depends on the image alone, so the
+    labels do not depend on ``workers``).
 
     Args:
         probabilities: ``(K, *S)`` with ``K`` 3 (background, interior, boundary) or 4 (then the distance), ``S`` 2D
             or 3D, as ``SegmentationModule.probabilities`` gives them.
         config: thresholds and clean-up.
+        workers: threads segmenting slabs at once.
 
     Returns:
         int32 labels ``S``, 0 = background, objects numbered 1..N without gaps.
@@ -155,7 +163,27 @@ def instances_from_probabilities(probabilities: npt.NDArray[np.floating], config
             "method 'distance' needs a model trained with distance_head; this one predicts "
             f"{len(probabilities)} channels. Use method 'boundary'."
         )
-    cells = probabilities[TargetClass.BACKGROUND] < 1.0 - config.foreground_threshold
+    cells = _cells(probabilities, config)
+    # a seed's split looks this far around it (its box's room for the smoothing); a hole lies inside its object
+    pad = 2 + (math.ceil(GAUSSIAN_TRUNCATE * config.split_sigma) if config.split_sigma > 0 else 0)
+    labels = find_in_parts(cells, pad, lambda rows: _instances(probabilities[:, rows], config), workers)
+    if config.remove_border:
+        labels = renumber(clear_border(labels))
+    return labels
+
+
+def _cells(probabilities: npt.NDArray[np.floating], config: InstanceConfig) -> npt.NDArray[np.bool_]:
+    """Where objects may lie (bool ``S``): ``1 - P(background)`` above ``config.foreground_threshold``."""
+    cells: npt.NDArray[np.bool_] = probabilities[TargetClass.BACKGROUND] < 1.0 - config.foreground_threshold
+    return cells
+
+
+def _instances(probabilities: npt.NDArray[np.floating], config: InstanceConfig) -> Labels:
+    """``instances_from_probabilities`` of one piece: seeds, split, flood, unreached cells, holes, small objects.
+
+    ``remove_border`` is left to the caller (a slab's edges are not the image's).
+    """
+    cells = _cells(probabilities, config)
     relief = probabilities[TargetClass.INTERIOR if config.method == "boundary" else DISTANCE_CHANNEL]
     seeds = _seeds(cells & (relief > config.seed_threshold), config.seed_pixels(cells.ndim))
     if config.split_pixels() > 0:
@@ -163,7 +191,7 @@ def instances_from_probabilities(probabilities: npt.NDArray[np.floating], config
     labels = _flood(relief, seeds, cells)
     unseeded, _ = ndimage.label(cells & (labels == 0))
     labels[unseeded > 0] = unseeded[unseeded > 0] + labels.max()
-    return clean_instances(labels, config)
+    return clean_instances(labels, replace(config, remove_border=False))
 
 
 def _flood(relief: npt.NDArray[np.floating], seeds: Labels, cells: npt.NDArray[np.bool_]) -> Labels:

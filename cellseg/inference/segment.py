@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from scipy import ndimage
 
 from cellseg.data.targets import TargetClass
@@ -174,11 +175,15 @@ def _predict_block(
 ) -> tuple[npt.NDArray[np.float32], Labels]:
     """One block's foreground probability ``S`` (float32) and instance labels ``S``.
 
-    Objects on the block's border are kept: the image's border is decided once the blocks are placed.
+    Objects on the block's border are kept: the image's border is decided once the blocks are placed. The instance
+    step runs on as many threads as torch (a large block is cut into slabs, ``cellseg.inference.parts``).
     """
     probabilities = predict_probabilities(model, prepared, tiles)
     foreground: npt.NDArray[np.float32] = 1.0 - probabilities[TargetClass.BACKGROUND]
-    labels = instances_from_probabilities(probabilities, replace(instances, remove_border=False))
+    # the network is done with the cores (torch's threads: Lightning gives each process of a run its share)
+    labels = instances_from_probabilities(
+        probabilities, replace(instances, remove_border=False), workers=torch.get_num_threads()
+    )
     return foreground, labels
 
 
