@@ -16,7 +16,8 @@ with one marker per cell:
 In both, the cells' extent is where the background probability is below ``1 - foreground_threshold``; a piece of
 that extent the flooding does not reach (a cell without a seed) becomes an object of its own. Then holes are
 filled per object, objects under ``min_size`` pixels dropped and, optionally, objects touching the image border.
-Works for 2D ``(H, W)`` and 3D ``(D, H, W)`` alike.
+Works for 2D ``(H, W)`` and 3D ``(D, H, W)`` alike. Every step stays inside one connected piece of the cells' extent,
+so a large image is segmented in slabs, several at a time, with the labels of the whole (``cellseg.inference.parts``).
 
 The size settings (smallest seed, split height, smallest object) are tuned for objects of ``REFERENCE_DIAMETER``
 pixels and scale with the model's typical object diameter (the median over its training masks, which ``cellseg fit``
