@@ -10,8 +10,10 @@ most ``max_tile`` pixels a side (a multiple of the network's stride) that cover 
 ``overlap`` x the training patch's side (32 px for a 128 px patch). A 256 x 320 image is then one pass instead of
 3 x 4 overlapping tiles, and a 2048 px field 5 x 5 tiles of 448 px (1.2x its pixels computed) instead of 21 x 21 of
 128 px (1.7x). Measured on a trained DSB2018 model (8-128, 2026-12-02, 2-core CPU): probabilities 1.25-1.5x faster
-on the 2048 px field, but Dice on the 116 validation images 0.002 lower (fluorescence 0.004); likely because
-overlapping patch-sized tiles average each pixel over several contexts (not measured apart).
+on the 2048 px field, but Dice on the 116 validation images 0.002 lower (fluorescence 0.004). The cause is the tile's
+size, not the averaging over overlapping tiles: 256 px tiles at overlap 0.25, as many pixels computed as 128 px ones,
+lose as much (``benchmarks/tile_accuracy.py``, 2026-12-03: Dice 0.9163 -> 0.9146, two seeds alike); the network
+trained on 128 px patches. Less overlap loses too (0.125: Dice 0.9141).
 """
 
 from __future__ import annotations
