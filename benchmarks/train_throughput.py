@@ -3,7 +3,8 @@
 Every system trains through the real ``CellDataModule`` (cached images, foreground-favouring patches), the real
 ``SegmentationModule`` (on-device MONAI augmentation, 3-class target, Dice + CE, AdamW) and a real Lightning
 ``Trainer``; only the network differs, at the same widths (``--channels``, default those of
-``configs/dsb2018.yaml``), all in NHWC memory format, all with 3 outputs (no distance head, as the DSB2018 and
+``configs/dsb2018.yaml``; cellseg's network takes that config's other options too, or ``--network``), all in NHWC
+memory format, all with 3 outputs (no distance head, as the DSB2018 and
 Usiigaci configs train). Each system runs in its own process, so its peak memory is its own.
 Printed per system: parameters, patches/s, the share of a step spent waiting for data (DataLoader fetch), the share
 spent augmenting and building the target (on the device), and peak memory (RSS on the CPU, CUDA peak allocation on
@@ -30,6 +31,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.callbacks import Callback
 from monai.networks.nets.attentionunet import AttentionUnet
 from monai.networks.nets.unet import UNet
@@ -42,6 +44,15 @@ from cellseg.training.module import Batch, SegmentationModule
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 SYSTEMS = ("monai-AttentionUnet", "monai-UNet", "cellseg-ResAttUNet")
 CHANNELS = [8, 16, 32, 64, 128]  # configs/dsb2018.yaml (configs/dsb2018_wide.yaml: 16 32 64 128 256)
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dsb2018.yaml"
+
+
+def config_network(config: Path = CONFIG) -> dict[str, Any]:
+    """The ``ResAttUNet`` options of a config's ``model.network`` besides its widths and input channels."""
+    network: dict[str, Any] = yaml.safe_load(config.read_text())["model"]["network"]
+    return {key: value for key, value in network.items() if key not in ("channels", "in_channels")}
+
+
 WARMUP_STEPS = 3
 
 
@@ -105,11 +116,22 @@ class StepTimer(Callback):
 
 
 def measure(
-    system: str, data: Path, patch: int, batch: int, steps: int, workers: int, channels: list[int]
+    system: str,
+    data: Path,
+    patch: int,
+    batch: int,
+    steps: int,
+    workers: int,
+    channels: list[int],
+    network: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train ``steps`` steps of ``system``; return throughput, wait shares and peak memory."""
+    """Train ``steps`` steps of ``system``; return throughput, wait shares and peak memory.
+
+    ``network``: cellseg's ``ResAttUNet`` options besides the widths (ignored by the MONAI systems).
+    """
     L.seed_everything(0)
-    module = TimedModule(network={"channels": channels}, patch_size=[patch, patch], distance_head=False)
+    options = network_of(system, network or {})
+    module = TimedModule(network={"channels": channels} | options, patch_size=[patch, patch], distance_head=False)
     module.augment_seconds = []
     if system.startswith("monai-"):
         module.network = MonaiNetwork(system, channels)  # type: ignore[assignment]
@@ -144,6 +166,7 @@ def measure(
         "patch": patch,
         "batch": batch,
         "channels": channels,
+        "network": options,
         "parameters": sum(parameter.numel() for parameter in module.network.parameters()),
         "steps": len(starts),
         "patches_per_s": batch * len(starts) / total,
@@ -155,12 +178,17 @@ def measure(
     }
 
 
+def network_of(system: str, network: dict[str, Any]) -> dict[str, Any]:
+    """The network options a record of ``system`` holds: ``network`` for cellseg, none for the MONAI systems."""
+    return network if system == "cellseg-ResAttUNet" else {}
+
+
 def run_case_in_subprocess(system: str, arguments: argparse.Namespace, data: Path) -> dict[str, Any]:
     """Measure one system in a fresh process (so its peak memory is its own); return its record."""
     command = [
         sys.executable, __file__, "--one", system, "--data", str(data), "--patch", str(arguments.patch),
         "--batch", str(arguments.batch), "--steps", str(arguments.steps), "--workers", str(arguments.workers),
-        "--channels", *map(str, arguments.channels),
+        "--channels", *map(str, arguments.channels), "--network", json.dumps(arguments.network),
     ]  # fmt: skip
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     record: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
@@ -176,12 +204,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per system (after 3 warm-up steps)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--channels", type=int, nargs="+", default=CHANNELS, help="widths of every system")
+    parser.add_argument(
+        "--network", type=json.loads, default=None,
+        help="cellseg's ResAttUNet options as JSON (default: configs/dsb2018.yaml's), e.g. '{\"fold\": 2}'",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="remeasure cases already in the results")
     parser.add_argument("--one", choices=SYSTEMS, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.network is None:
+        arguments.network = config_network()
     if arguments.one:
-        print(json.dumps(measure(arguments.one, arguments.data, arguments.patch, arguments.batch,
-                                 arguments.steps, arguments.workers, arguments.channels)))  # fmt: skip
+        record = measure(arguments.one, arguments.data, arguments.patch, arguments.batch, arguments.steps,
+                         arguments.workers, arguments.channels, arguments.network)  # fmt: skip
+        print(json.dumps(record))
         return
     with tempfile.TemporaryDirectory() as scratch:
         data = arguments.data
@@ -196,6 +231,7 @@ def main() -> None:
                 r for r in records
                 if r["system"] == system and r["device"].startswith(device) and r["data_label"] == label
                 and r["patch"] == arguments.patch and r.get("channels", [32, 64, 128, 256]) == arguments.channels
+                and r.get("network", {}) == network_of(system, arguments.network)
             ]  # fmt: skip
             if done and not arguments.force:
                 continue
@@ -210,9 +246,11 @@ def main() -> None:
         r for r in records
         if r["data_label"] == label and r["patch"] == arguments.patch
         and r.get("channels", [32, 64, 128, 256]) == arguments.channels
+        and r.get("network", {}) == network_of(r["system"], arguments.network)
     ]  # fmt: skip
     reference = next((r for r in rows if r["system"] == SYSTEMS[0]), None)
-    print(f"data: {label}; patch {arguments.patch}, batch {arguments.batch}; widths {arguments.channels}")
+    print(f"data: {label}; patch {arguments.patch}, batch {arguments.batch}; widths {arguments.channels}; "
+          f"cellseg's network {arguments.network}")  # fmt: skip
     print("| system | device | parameters | patches/s | vs MONAI AttentionUnet | data wait | augment + target "
           "| peak memory MB |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
