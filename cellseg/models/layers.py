@@ -131,7 +131,22 @@ def _num_groups(num_channels: int) -> int:
     return max(g for g in range(1, GROUP_NORM_MAX_GROUPS + 1) if num_channels % g == 0)
 
 
-class FoldSpace(nn.Module):
+class _Regroup(nn.Module):
+    """Moves pixels between the spatial axes and the channels by ``factor`` along every spatial axis (1: no-op)."""
+
+    def __init__(self, spatial_dims: int, factor: int) -> None:
+        super().__init__()
+        self.spatial_dims, self.factor = spatial_dims, factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Regroup ``x`` ``(N, C, *S)``."""
+        return x if self.factor == 1 else self._regroup(x)
+
+    def _regroup(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FoldSpace(_Regroup):
     """Space to depth: each ``factor``-sided block of pixels (voxels) becomes ``factor ** d`` channels.
 
     ``pixel_unshuffle`` in 2D; the same channel order (channel-major, then the block's offsets in raster order) in 3D.
@@ -140,14 +155,7 @@ class FoldSpace(nn.Module):
         ``(N, C, *S)`` -> ``(N, C * factor**d, *S / factor)``; every entry of ``S`` a multiple of ``factor``.
     """
 
-    def __init__(self, spatial_dims: int, factor: int) -> None:
-        super().__init__()
-        self.spatial_dims, self.factor = spatial_dims, factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Fold ``x`` ``(N, C, *S)``."""
-        if self.factor == 1:
-            return x
+    def _regroup(self, x: torch.Tensor) -> torch.Tensor:
         if self.spatial_dims == 2:
             return F.pixel_unshuffle(x, self.factor)
         n, c, depth, height, width = x.shape
@@ -156,7 +164,7 @@ class FoldSpace(nn.Module):
         return blocks.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(n, c * f**3, depth // f, height // f, width // f)
 
 
-class UnfoldSpace(nn.Module):
+class UnfoldSpace(_Regroup):
     """Depth to space, the inverse of ``FoldSpace``: ``factor ** d`` channels become a ``factor``-sided block.
 
     ``pixel_shuffle`` in 2D (the sub-pixel convolution of ESPCN when a convolution precedes it).
@@ -165,14 +173,7 @@ class UnfoldSpace(nn.Module):
         ``(N, C * factor**d, *S)`` -> ``(N, C, *S * factor)``.
     """
 
-    def __init__(self, spatial_dims: int, factor: int) -> None:
-        super().__init__()
-        self.spatial_dims, self.factor = spatial_dims, factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Unfold ``x`` ``(N, C * factor**d, *S)``."""
-        if self.factor == 1:
-            return x
+    def _regroup(self, x: torch.Tensor) -> torch.Tensor:
         if self.spatial_dims == 2:
             return F.pixel_shuffle(x, self.factor)
         n, channels, depth, height, width = x.shape
