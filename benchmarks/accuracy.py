@@ -17,12 +17,13 @@ Systems (``--system``, repeatable; default all):
   path), then the real predict path: ``load_model``, ``prepare``, ``segment_image`` with the default
   ``TileConfig`` and ``InstanceConfig`` (what ``cellseg predict`` does without options).
 * ``monai-AttentionUnet``, ``monai-UNet``: MONAI's ``AttentionUnet`` and ``UNet(num_res_units=2)`` (2D, 1 -> 3
-  channels, the config's widths, strides of 2) in place of ``ResAttUNet`` in the very same ``SegmentationModule``,
-  ``CellDataModule`` and Lightning ``Trainer``, all built by cellseg's LightningCLI from the same YAML config (same
-  loss, optimiser, schedule, augmentation, patch size, batch, precision, callbacks, validation); only the network is
-  swapped after the CLI builds the model, and ``distance_head`` is off (3 outputs). Predicted with MONAI's
-  sliding window as a MONAI user runs it (``predict_probabilities``: the training patch as tile, overlap 0.25,
-  Gaussian blending); instances
+  channels, the config's widths, strides of 2; for a folded config the widths of the unfolded network,
+  ``unfolded_channels``: 8-128 for fold 2 and 16-128) in place of ``ResAttUNet`` in the very same
+  ``SegmentationModule``, ``CellDataModule`` and Lightning ``Trainer``, all built by cellseg's LightningCLI from the
+  same YAML config (same loss, optimiser, schedule, augmentation, patch size, batch, precision, callbacks,
+  validation); only the network is swapped after the CLI builds the model, and ``distance_head`` is off (3
+  outputs). Predicted with MONAI's sliding window as a MONAI user runs it (``predict_probabilities``: the training
+  patch as tile, overlap 0.25, Gaussian blending); instances
   are the connected components (4-connectivity) of ``argmax != background``, nothing removed: what a MONAI user gets.
   The same probabilities are also scored through cellseg's post-processing (the default ``InstanceConfig``; rows
   ``SYSTEM + cellseg instances``), which tells the network's share of a difference from the post-processing's.
@@ -402,15 +403,21 @@ def build_cli(system: str, arguments: list[str]) -> CellsegCLI:
 
 
 def swap_network(module: Any, architecture: str) -> None:
-    """Replace a ``SegmentationModule``'s ``ResAttUNet`` by a MONAI network of the same widths, in place."""
+    """Replace a ``SegmentationModule``'s ``ResAttUNet`` by a MONAI network of the same widths, in place.
+
+    A folded ``ResAttUNet`` (``fold`` 2: widths 16-128 from half resolution) gets the MONAI network of its
+    ``unfolded_channels`` (8-128 from full resolution): the same width at every resolution they share, the same
+    total stride.
+    """
     import torch
 
+    from cellseg.models.unet import unfolded_channels
     from cellseg.training.cli import DEFAULT_CHANNELS
 
     network = module.hparams["network"]
     if len(module.output_names) != 3:
         raise ValueError("the MONAI systems train without the distance head: pass --model.distance_head false")
-    channels = list(network.get("channels", DEFAULT_CHANNELS))
+    channels = unfolded_channels(list(network.get("channels", DEFAULT_CHANNELS)), int(network.get("fold", 1)))
     module.network = make_monai_network(architecture, channels, int(network.get("in_channels", 1)), 3)
     module.network.to(memory_format=torch.channels_last)  # as cellseg's 2D network: same pipeline, same layout
     module.hparams["network"] = module.network.description  # the checkpoint says what it holds

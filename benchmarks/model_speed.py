@@ -4,8 +4,9 @@ Which of two architectures predicts faster, and by how much against MONAI: on th
 speed of a whole process moves by up to a third from one process to the next, more than an architecture change, so
 ``predict_throughput.py``'s one-process-per-case design cannot resolve it. Here every setting runs in the same
 process, in turn, for ``--rounds`` rounds, and the table gives each setting's median seconds and its ratio to
-MONAI's ``AttentionUnet`` of the same rounds (the first checkpoint's widths, 4 tiles per pass, overlap 0.25,
-Gaussian blending: ``predict_throughput.py``'s reference, random weights: its speed does not depend on them).
+MONAI's ``AttentionUnet`` of the same rounds (the first checkpoint's widths, unfolded where it folds: 8-128 for
+fold 2 and 16-128; 4 tiles per pass, overlap 0.25, Gaussian blending: ``predict_throughput.py``'s reference, random
+weights: its speed does not depend on them).
 
 Settings, per ``--checkpoint`` (repeatable; each labelled by its ``--label`` or its file's parent folders): the
 probabilities (``predict_probabilities`` with the default ``TileConfig``, as ``cellseg predict`` computes them) and,
@@ -38,6 +39,7 @@ from cellseg.inference.memory import keep_freed_memory
 from cellseg.inference.model import load_model
 from cellseg.inference.segment import BlockConfig, segment_image
 from cellseg.inference.tiling import TileConfig, predict_probabilities
+from cellseg.models.unet import unfolded_channels
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,7 +76,8 @@ def main() -> None:
     kept = keep_freed_memory()
     models = {label: load_model(path) for label, path in zip(labels, arguments.checkpoint, strict=True)}
     first = models[labels[0]]
-    channels = [int(width) for width in first.module.hparams["network"]["channels"]]
+    network = first.module.hparams["network"]
+    channels = unfolded_channels([int(width) for width in network["channels"]], int(network.get("fold", 1)))
     tile = first.tile_size
     sample = generate_sample(
         SyntheticConfig(shape=(throughput.SAMPLE_SIDE, throughput.SAMPLE_SIDE), n_nuclei=throughput.SAMPLE_NUCLEI),

@@ -7,10 +7,10 @@ Measured per (system, image size), each case in its own process so that its peak
 * ``cellseg-probabilities``: ``predict_probabilities`` on the whole image, no instance step; the gap to
   ``cellseg`` is the share of post-processing (instances, block margins).
 * ``monai-AttentionUnet``: what a MONAI user gets: MONAI's ``AttentionUnet`` at ``--monai-channels`` (default: the
-  cellseg model's widths; a fast cellseg variant is compared with MONAI at the widths it was benchmarked at) in eval
-  mode through ``monai.inferers.sliding_window_inference`` (same tile, overlap 0.25, 4 tiles per batch, Gaussian
-  blending, output on the CPU), then a softmax; no instance step. Ratios in the table are to this system at the same
-  size.
+  cellseg model's widths, unfolded where it folds: 8-128 for fold 2 and 16-128; a fast cellseg variant is compared
+  with MONAI at the widths it was benchmarked at) in eval mode through ``monai.inferers.sliding_window_inference``
+  (same tile, overlap 0.25, 4 tiles per batch, Gaussian blending, output on the CPU), then a softmax; no instance
+  step. Ratios in the table are to this system at the same size.
 * ``monai-AttentionUnet-channels-last``: the same, with the network's weights and input in NHWC memory format, as
   cellseg's 2D network runs (1.3-1.9x on a CPU): what MONAI's network would give with cellseg's layout, so that the
   gap to ``cellseg`` is the architecture's and the pipeline's, not the memory format's.
@@ -90,6 +90,7 @@ from cellseg.inference.prepare import Preparation, prepare
 from cellseg.inference.segment import BlockConfig, segment_image
 from cellseg.inference.tiling import TileConfig, predict_probabilities, tile_batch_for, tiles_for
 from cellseg.io import ImageData
+from cellseg.models.unet import unfolded_channels
 from cellseg.training.module import SegmentationModule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predict_throughput.json"
@@ -324,10 +325,11 @@ def measure(
     system = system.removesuffix(COMPILED)
     model = load_model(checkpoint, device, fold_norms=fold_norms)
     model = replace(model, tile_size=(tile, tile))
-    channels = [int(width) for width in model.module.hparams["network"]["channels"]]
+    network = model.module.hparams["network"]
+    channels = [int(width) for width in network["channels"]]
     is_monai = system.startswith(REFERENCE)
     if is_monai:
-        channels = monai_channels or channels
+        channels = monai_channels or unfolded_channels(channels, int(network.get("fold", 1)))
     monai = monai_network(channels, device, system in (REFERENCE_NHWC, REFERENCE_CELLSEG_TILES)) if is_monai else None
     if monai is not None and compiled:
         monai = cast(nn.Module, torch.compile(monai))  # what a MONAI user who compiles gets: the defaults

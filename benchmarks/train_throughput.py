@@ -3,7 +3,8 @@
 Every system trains through the real ``CellDataModule`` (cached images, foreground-favouring patches), the real
 ``SegmentationModule`` (on-device MONAI augmentation, 3-class target, Dice + CE, AdamW) and a real Lightning
 ``Trainer``; only the network differs, at the same widths (``--channels``, default those of
-``configs/dsb2018.yaml``; cellseg's network takes that config's other options too, or ``--network``), all in NHWC
+``configs/dsb2018.yaml``; cellseg's network takes that config's other options too, or ``--network``; where it folds
+its input, ``fold`` 2 with widths 16-128, the MONAI networks take the unfolded widths, 8-128), all in NHWC
 memory format, all with 3 outputs (no distance head, as the DSB2018 and
 Usiigaci configs train). Each system runs in its own process, so its peak memory is its own.
 Printed per system: parameters, patches/s, the share of a step spent waiting for data (DataLoader fetch), the share
@@ -39,12 +40,18 @@ from torch import nn
 
 from cellseg.data.datamodule import CellDataModule
 from cellseg.data.synthetic import SyntheticConfig, write_dataset
+from cellseg.models.unet import unfolded_channels
 from cellseg.training.module import Batch, SegmentationModule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 SYSTEMS = ("monai-AttentionUnet", "monai-UNet", "cellseg-ResAttUNet")
-CHANNELS = [8, 16, 32, 64, 128]  # configs/dsb2018.yaml (configs/dsb2018_wide.yaml: 16 32 64 128 256)
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dsb2018.yaml"
+
+
+def config_channels(config: Path = CONFIG) -> list[int]:
+    """The widths of a config's ``model.network`` (configs/dsb2018_wide.yaml: 16 32 64 128 256)."""
+    channels: list[int] = yaml.safe_load(config.read_text())["model"]["network"]["channels"]
+    return channels
 
 
 def config_network(config: Path = CONFIG) -> dict[str, Any]:
@@ -127,14 +134,17 @@ def measure(
 ) -> dict[str, Any]:
     """Train ``steps`` steps of ``system``; return throughput, wait shares and peak memory.
 
-    ``network``: cellseg's ``ResAttUNet`` options besides the widths (ignored by the MONAI systems).
+    ``network``: cellseg's ``ResAttUNet`` options besides the widths; the MONAI systems take only its ``fold``, to run
+    the ``unfolded_channels`` of ``channels``.
     """
     L.seed_everything(0)
     options = network_of(system, network or {})
     module = TimedModule(network={"channels": channels} | options, patch_size=[patch, patch], distance_head=False)
     module.augment_seconds = []
+    network_channels = channels
     if system.startswith("monai-"):
-        module.network = MonaiNetwork(system, channels)  # type: ignore[assignment]
+        network_channels = unfolded_channels(channels, int((network or {}).get("fold", 1)))
+        module.network = MonaiNetwork(system, network_channels)  # type: ignore[assignment]
     datamodule = CellDataModule(
         str(data), patch_size=[patch, patch], batch_size=batch, patches_per_epoch=batch * (steps + WARMUP_STEPS),
         num_workers=workers, size_divisor=8,
@@ -166,6 +176,7 @@ def measure(
         "patch": patch,
         "batch": batch,
         "channels": channels,
+        "network_channels": network_channels,
         "network": options,
         "parameters": sum(parameter.numel() for parameter in module.network.parameters()),
         "steps": len(starts),
@@ -203,7 +214,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per system (after 3 warm-up steps)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--channels", type=int, nargs="+", default=CHANNELS, help="widths of every system")
+    parser.add_argument(
+        "--channels", type=int, nargs="+", default=None,
+        help="cellseg's widths (default: configs/dsb2018.yaml's); the MONAI systems' too, unfolded where cellseg folds",
+    )  # fmt: skip
     parser.add_argument(
         "--network", type=json.loads, default=None,
         help="cellseg's ResAttUNet options as JSON (default: configs/dsb2018.yaml's), e.g. '{\"fold\": 2}'",
@@ -213,6 +227,8 @@ def main() -> None:
     arguments = parser.parse_args()
     if arguments.network is None:
         arguments.network = config_network()
+    if arguments.channels is None:
+        arguments.channels = config_channels()
     if arguments.one:
         record = measure(arguments.one, arguments.data, arguments.patch, arguments.batch, arguments.steps,
                          arguments.workers, arguments.channels, arguments.network)  # fmt: skip

@@ -455,3 +455,24 @@ class ResAttUNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+
+def unfolded_channels(channels: Sequence[int], fold: int) -> list[int]:
+    """The widths of an unfolded U-Net with the same total stride and the same width at every resolution they share.
+
+    A ``ResAttUNet`` with ``fold`` = 2**k runs ``channels[0]`` at ``1 / fold`` of the input's resolution; its unfolded
+    counterpart has k more levels in front, each finer one half as wide: ``[16, 32, 64, 128]`` with fold 2 gives
+    ``[8, 16, 32, 64, 128]``. The benchmarks give this to networks that cannot fold (MONAI's U-Nets), so a folded
+    config is compared with them at the widths an unfolded one would have.
+
+    Args:
+        channels: a ``ResAttUNet``'s widths, finest level first.
+        fold: its ``fold``, a power of 2 (1: no folding, ``channels`` unchanged).
+
+    Raises:
+        ValueError: when ``fold`` is not a power of 2.
+    """
+    if isinstance(fold, bool) or not isinstance(fold, int) or fold < 1 or fold & (fold - 1):
+        raise ValueError(f"fold must be a power of 2 to unfold into levels of stride 2, got {fold!r}.")
+    added_levels = fold.bit_length() - 1
+    return [max(1, channels[0] >> level) for level in range(added_levels, 0, -1)] + list(channels)

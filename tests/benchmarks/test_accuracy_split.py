@@ -262,3 +262,17 @@ def test_curve_rows_give_the_first_training_time_at_each_level() -> None:
     assert row["reached"]["val/f1@0.5>=0.70"] == 120.0
     assert row["final"] == {"val/dice": 0.84, "val/f1@0.5": 0.75}
     assert "| dsb2018 | cellseg | 0 | 3 | 0.840 | 0.750 | 1.0 | 2.0 | - |" in accuracy.markdown_curves([row])
+
+
+@pytest.mark.parametrize(("fold", "channels", "expected"), [(1, [8, 16, 32], [8, 16, 32]), (2, [16, 32], [8, 16, 32])])
+def test_monai_networks_take_the_unfolded_widths_of_a_folded_config(
+    fold: int, channels: list[int], expected: list[int]
+) -> None:
+    from cellseg.training.module import SegmentationModule
+
+    module = SegmentationModule(network={"channels": channels, "fold": fold}, distance_head=False)
+    assert module.network.total_stride == 4
+    accuracy.swap_network(module, "AttentionUnet")
+    assert module.hparams["network"]["channels"] == expected
+    assert module.network.total_stride == 4  # the same padding and tiling as cellseg's network
+    assert module.network(torch.randn(1, 1, 16, 16)).shape == (1, 3, 16, 16)

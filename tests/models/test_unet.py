@@ -14,7 +14,7 @@ from torch import nn
 
 from cellseg.models import AttentionGate, ResAttUNet, ResidualBlock
 from cellseg.models.layers import FoldSpace, SpatialDims, UnfoldSpace
-from cellseg.models.unet import AttentionMode, DecoderStage
+from cellseg.models.unet import AttentionMode, DecoderStage, unfolded_channels
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "networks"
 
@@ -206,6 +206,25 @@ def test_a_folded_network_runs_from_a_coarser_first_level(spatial_dims: SpatialD
         assert parameter.grad is not None, f"{name} got no gradient"
     with pytest.raises(ValueError, match=r"not a multiple of 8.*fold 2.*pad it to"):
         net(torch.randn(1, 2, *(12,) * spatial_dims))
+
+
+@pytest.mark.parametrize(
+    ("channels", "fold", "expected"),
+    [([16, 32, 64, 128], 1, [16, 32, 64, 128]), ([16, 32, 64, 128], 2, [8, 16, 32, 64, 128]),
+     ([16, 32, 64], 4, [4, 8, 16, 32, 64]), ([1, 2], 4, [1, 1, 1, 2])],
+)  # fmt: skip
+def test_unfolded_channels_keep_the_stride_and_the_width_at_every_shared_resolution(
+    channels: list[int], fold: int, expected: list[int]
+) -> None:
+    unfolded = unfolded_channels(channels, fold)
+    assert unfolded == expected
+    assert ResAttUNet(2, 1, 3, channels, fold=fold).total_stride == 2 ** (len(unfolded) - 1)
+
+
+@pytest.mark.parametrize("fold", [0, 3, 6, True])
+def test_unfolded_channels_refuse_a_fold_that_is_not_a_power_of_2(fold: int) -> None:
+    with pytest.raises(ValueError, match="power of 2"):
+        unfolded_channels([8, 16], fold)
 
 
 def test_deep_heads_exist_only_with_deep_supervision() -> None:
