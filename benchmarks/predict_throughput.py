@@ -534,8 +534,9 @@ def main() -> None:
                 Path(scratch) / "random.ckpt", arguments.channels, arguments.tile or TILE
             )
         model = load_model(checkpoint)
-        channels = [int(width) for width in model.module.hparams["network"]["channels"]]
-        monai_channels: list[int] = arguments.monai_channels or channels
+        network = model.module.hparams["network"]
+        channels = [int(width) for width in network["channels"]]
+        monai_channels: list[int] = arguments.monai_channels or unfolded_channels(channels, int(network.get("fold", 1)))
         tile = arguments.tile or model.tile_size[0]
         sample_path = Path(scratch) / "sample.npy"
         nuclei = SyntheticConfig(shape=(SAMPLE_SIDE, SAMPLE_SIDE), n_nuclei=SAMPLE_NUCLEI)

@@ -94,3 +94,28 @@ def test_a_trained_case_from_another_machine_does_not_count_as_done_here() -> No
     assert accuracy.other_machine(record("cellseg", 0, "2026-12-02", 0.9), zen3) is not None  # machine not noted
     otsu = record("otsu-watershed", None, "2026-12-02T12:00:00+00:00", 0.7) | {"machine": {"cpu": zen3}}
     assert accuracy.other_machine(otsu, "Intel Xeon") is None  # no budget: the same case anywhere
+
+
+COMMITTED_RECORDS = sorted(Path(accuracy.ROOT / "benchmarks" / "results").glob("accuracy*/*.json"))
+
+
+@pytest.mark.parametrize("path", COMMITTED_RECORDS, ids=lambda path: f"{path.parent.name}/{path.stem[:48]}")
+def test_a_committed_record_names_the_config_that_builds_its_network(path: Path) -> None:
+    """A config renamed after its cases ran (``config_renamed``) must still build the network each record trained."""
+    import yaml
+
+    from cellseg.models.unet import unfolded_channels
+
+    result = json.loads(path.read_text())
+    config = accuracy.ROOT / result["config"]
+    assert config.is_file(), f"{path.name}: {result['config']} is not there; rename the record's config with it"
+    if result["system"] == accuracy.DETERMINISTIC:
+        return
+    options = dict(yaml.safe_load(config.read_text())["model"]["network"])
+    trained = result["network"]["hyper_parameters"]
+    if result["system"] == "cellseg":
+        expected = {key: value for key, value in trained.items() if key != "out_channels"}
+        assert options == expected, f"{path.name}: {result['config']} builds {options}, the case trained {expected}"
+    else:
+        widths = unfolded_channels(options["channels"], int(options.get("fold", 1)))
+        assert trained["channels"] == widths, f"{path.name}: {result['config']} gives MONAI {widths}"

@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_model_and_the_reference_are_timed_in_one_run(tmp_path: Path) -> None:
-    full = throughput.write_random_checkpoint(tmp_path / "full.ckpt", [4, 8, 16], 32)
+    folded = throughput.write_random_checkpoint(tmp_path / "folded.ckpt", [8, 16], 32, {"fold": 2})
     light = throughput.write_random_checkpoint(tmp_path / "light.ckpt", [4, 8, 16], 32, {"first_level": "light"})
     results = tmp_path / "speed.json"
     command = [
-        sys.executable, str(ROOT / "benchmarks" / "model_speed.py"), "--checkpoint", str(full), "--label", "full",
+        sys.executable, str(ROOT / "benchmarks" / "model_speed.py"), "--checkpoint", str(folded), "--label", "folded",
         "--checkpoint", str(light), "--label", "light", "--size", "96", "--rounds", "2", "--results", str(results),
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
@@ -27,8 +27,8 @@ def test_every_model_and_the_reference_are_timed_in_one_run(tmp_path: Path) -> N
     settings = [row.split(" | ")[0].removeprefix("| ") for row in rows]
     assert settings == [
         speed.REFERENCE,
-        "full probabilities",
-        "full + instances",
+        "folded probabilities",
+        "folded + instances",
         "light probabilities",
         "light + instances",
     ]
@@ -36,7 +36,8 @@ def test_every_model_and_the_reference_are_timed_in_one_run(tmp_path: Path) -> N
     assert [record["setting"] for record in records] == settings
     assert all(len(record["seconds_all"]) == 2 and record["seconds"] > 0 for record in records)
     assert records[0]["vs_monai"] == 1.0
-    assert set(records[-1]["objects"]) == {"full", "light"}
+    assert set(records[-1]["objects"]) == {"folded", "light"}
+    assert records[0]["monai_channels"] == [4, 8, 16]  # the first model's widths unfolded: the same stride, 4
 
 
 def test_a_label_per_checkpoint_or_none(tmp_path: Path) -> None:
