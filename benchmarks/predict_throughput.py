@@ -105,7 +105,7 @@ SYSTEMS = (
 )  # fmt: skip
 TILINGS = ("patch", "fitted")
 FITTED_MAX_TILE = 512
-CHANNELS = [8, 16, 32, 64, 128]  # configs/dsb2018.yaml (configs/dsb2018_wide.yaml: 16 32 64 128 256)
+CHANNELS = [8, 16, 32, 64, 128]  # configs/dsb2018_unfolded.yaml (configs/dsb2018_wide.yaml: 16 32 64 128 256)
 TILE = 128  # configs/dsb2018.yaml's patch size
 OVERLAP = 0.25
 MONAI_BATCH = 4  # tiles per pass of what a MONAI user runs (MONAI's own default is 1)

@@ -19,9 +19,10 @@ per image (the instance step ~2.0 s -> ~1.2 s), probabilities alone within the n
 778-790 MB. Turning ``mmap`` off counts where a prediction allocates more than 32 MB at once: the instance step's
 watershed converts and pads a 2048 x 2048 image to float64 (two 33.5 MB arrays), and with those faulted in afresh for
 every image the whole path with instances took 2.12-2.94 s per field against 1.69-1.88 s with them reused (2026-12-03,
-the Zen 4 VM, ``configs/dsb2018.yaml``'s model, five rounds in one process each way, ``benchmarks/model_speed.py``;
-probabilities alone 1.35 against 1.27 s). Setting only the trim threshold is worse than nothing (it freezes the mmap
-threshold at 128 kB: 2-3x slower), so the mmap threshold is set first and trimming only if that worked.
+the Zen 4 VM, ``configs/dsb2018_unfolded.yaml``'s model, five rounds in one process each way,
+``benchmarks/model_speed.py``; probabilities alone 1.35 against 1.27 s). Setting only the trim threshold is worse
+than nothing (it freezes the mmap threshold at 128 kB: 2-3x slower), so the mmap threshold is set first and trimming
+only if that worked.
 """
 
 from __future__ import annotations
