@@ -71,14 +71,19 @@ def settings(
     split_heights: tuple[float, ...] = SPLIT_HEIGHTS,
     min_seed_sizes: tuple[int, ...] = MIN_SEED_SIZES,
     min_sizes: tuple[int, ...] = MIN_SIZES,
+    foreground_thresholds: tuple[float, ...] = FOREGROUND_THRESHOLDS,
+    seed_thresholds: tuple[float, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """The grid: every method x foreground threshold x seed threshold x split height x smallest seed x object."""
+    """The grid: every method x foreground threshold x seed threshold x split height x smallest seed x object.
+
+    ``seed_thresholds`` replaces every method's own (``SEED_THRESHOLDS``) where given.
+    """
     return [
         {"method": method, "foreground_threshold": foreground, "seed_threshold": seed, "split_height": height,
          "min_seed_size": min_seed, "min_size": min_size}
         for method in methods
         for foreground, seed, height, min_seed, min_size in itertools.product(
-            FOREGROUND_THRESHOLDS, SEED_THRESHOLDS[method], split_heights, min_seed_sizes, min_sizes
+            foreground_thresholds, seed_thresholds or SEED_THRESHOLDS[method], split_heights, min_seed_sizes, min_sizes
         )
     ]  # fmt: skip
 
@@ -89,7 +94,7 @@ def sweep(
     """Score every setting; one row per setting with mean-over-images metrics for ``all`` and each subset.
 
     ``grid`` holds keyword arguments of ``settings`` other than ``methods`` (the split heights, smallest seeds and
-    objects); the defaults where it is ``None``.
+    objects, foreground and seed thresholds); the defaults where it is ``None``.
     """
     from cellseg.evaluation.matching import match_instances
     from cellseg.evaluation.scoring import ImageEvaluation
@@ -144,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split-heights", type=float, nargs="+", default=SPLIT_HEIGHTS, help="pixels; 0 = off")
     parser.add_argument("--min-seed-sizes", type=int, nargs="+", default=MIN_SEED_SIZES, help="pixels")
     parser.add_argument("--min-sizes", type=int, nargs="+", default=MIN_SIZES, help="smallest object, pixels")
+    parser.add_argument("--foreground-thresholds", type=float, nargs="+", default=FOREGROUND_THRESHOLDS)
+    parser.add_argument("--seed-thresholds", type=float, nargs="+", help="for every method (default: each its own)")
     arguments = parser.parse_args(argv)
     from cellseg.io import discover_pairs, read_mask
 
@@ -160,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     truths = {name: read_mask(pairs[name].mask) for name in names}
     grid = {
         "split_heights": tuple(arguments.split_heights), "min_seed_sizes": tuple(arguments.min_seed_sizes),
-        "min_sizes": tuple(arguments.min_sizes),
+        "min_sizes": tuple(arguments.min_sizes), "foreground_thresholds": tuple(arguments.foreground_thresholds),
+        "seed_thresholds": tuple(arguments.seed_thresholds) if arguments.seed_thresholds else None,
     }  # fmt: skip
     rows = sweep(probabilities, truths, {name: subsets[name] for name in names}, grid)
     record = {

@@ -46,3 +46,12 @@ def test_the_grid_spans_the_given_split_heights_seeds_and_object_sizes() -> None
     too_big = [row for row in rows if row["setting"]["min_size"] == 400]
     assert all(row["scores"]["all"]["f1_50"] == 0.0 for row in too_big)  # both 256 px cells dropped
     assert "| min size |" in sweep_module.markdown(rows[:1], ["all"])
+
+
+def test_the_grid_spans_the_given_foreground_and_seed_thresholds() -> None:
+    probabilities, truth = two_touching_cells()
+    grid = {"split_heights": (0.0,), "foreground_thresholds": (0.3, 0.5, 0.7), "seed_thresholds": (0.5,)}
+    rows = sweep_module.sweep({"a": probabilities}, {"a": truth}, {"a": "fluorescence"}, grid)
+    assert len(rows) == 3 * 2  # both methods, each at the one seed threshold given
+    assert {row["setting"]["foreground_threshold"] for row in rows} == {0.3, 0.5, 0.7}
+    assert {row["setting"]["seed_threshold"] for row in rows} == {0.5}
