@@ -797,10 +797,25 @@ def predictor(
     def components(image: ImageData) -> dict[str, Labels]:
         prepared = prepare(image, monai_preparation)  # tiles of the training patch, as a MONAI user runs them
         probabilities = predict_probabilities(monai_model, prepared, TileConfig(tile_size=monai_model.tile_size))
-        labels: Labels = ndimage.label(probabilities.argmax(axis=0) != 0)[0].astype(np.int32)  # 4-connectivity
-        return {MAIN: labels, CELLSEG_INSTANCES: instances_from_probabilities(probabilities, instances)}
+        return {
+            MAIN: connected_components(probabilities),
+            CELLSEG_INSTANCES: instances_from_probabilities(probabilities, instances),
+        }
 
     return components
+
+
+def connected_components(probabilities: npt.NDArray[np.floating]) -> Labels:
+    """A MONAI user's instances: the connected components (4-connectivity) of ``argmax != background``.
+
+    Args:
+        probabilities: ``(K, *S)``, class 0 the background.
+
+    Returns:
+        int32 labels ``S``, numbered 1..N, nothing removed.
+    """
+    labels: Labels = ndimage.label(probabilities.argmax(axis=0) != 0)[0].astype(np.int32)
+    return labels
 
 
 def with_diameter(model: LoadedModel, object_diameter: float | None) -> LoadedModel:

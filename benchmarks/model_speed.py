@@ -10,7 +10,11 @@ weights: its speed does not depend on them).
 
 Settings, per ``--checkpoint`` (repeatable; each labelled by its ``--label`` or its file's parent folders): the
 probabilities (``predict_probabilities`` with the default ``TileConfig``, as ``cellseg predict`` computes them) and,
-unless ``--no-instances``, ``cellseg predict``'s whole path (``segment_image``: blocks, probabilities, instances).
+unless ``--no-instances``, ``cellseg predict``'s whole path (``segment_image``: blocks, probabilities, instances),
+against which MONAI's reference is timed with its instances too: the connected components of ``argmax !=
+background`` (what a MONAI user gets, as in ``accuracy.py``). The table's ``vs MONAI`` is each setting's speed
+against the reference's probabilities, ``vs MONAI, same output`` against the reference that gives the same output
+(probabilities, or instances).
 The image is the 2048 x 2048 synthetic field of ``predict_throughput.py``, normalised as ``cellseg predict`` does.
 The process calls ``keep_freed_memory`` first, as ``cellseg predict`` does, so the MONAI reference runs with it too
 (in its own process, with glibc's defaults, it is not faster)::
@@ -46,7 +50,9 @@ sys.path.insert(0, str(ROOT))
 throughput = importlib.import_module("benchmarks.predict_throughput")  # the same synthetic field and MONAI reference
 
 RESULTS = Path(__file__).resolve().parent / "results" / "model_speed.json"
+accuracy = importlib.import_module("benchmarks.accuracy")  # a MONAI user's instances: connected components
 REFERENCE = f"monai AttentionUnet b{throughput.MONAI_BATCH}"
+REFERENCE_INSTANCES = f"{REFERENCE} + connected components"
 
 
 def default_label(checkpoint: Path) -> str:
@@ -90,7 +96,13 @@ def main() -> None:
     def monai_run() -> None:
         throughput.monai_probabilities(monai, images[labels[0]], tile, throughput.OVERLAP, "32")
 
+    def monai_instances() -> None:
+        probabilities = throughput.monai_probabilities(monai, images[labels[0]], tile, throughput.OVERLAP, "32")
+        objects[REFERENCE_INSTANCES] = int(accuracy.connected_components(probabilities[0].numpy()).max())
+
     settings: dict[str, Callable[[], None]] = {REFERENCE: monai_run}
+    if not arguments.no_instances:
+        settings[REFERENCE_INSTANCES] = monai_instances
     for label, model in models.items():
 
         def probabilities(model: Any = model, label: str = label) -> None:
@@ -125,20 +137,23 @@ def print_and_record(
     """Print the table of ``seconds`` per setting and append one record per setting to ``arguments.results``."""
     megapixels = arguments.size**2 / 1e6
     reference = statistics.median(seconds[REFERENCE])
+    reference_instances = statistics.median(seconds.get(REFERENCE_INSTANCES, seconds[REFERENCE]))
     print(f"MONAI widths {channels}; tile {list(tile)}, overlap {throughput.OVERLAP}; {arguments.size} px field; "
           f"{arguments.rounds} alternated rounds, {torch.get_num_threads()} threads; freed memory kept: {kept}; "
           f"objects found: {objects or '-'}")  # fmt: skip
-    print("| setting | median s | Mpx/s | vs MONAI | rounds s |")
-    print("|---|---|---|---|---|")
+    print("| setting | median s | Mpx/s | vs MONAI | vs MONAI, same output | rounds s |")
+    print("|---|---|---|---|---|---|")
     date = time.strftime("%Y-%m-%d")
     records: list[dict[str, Any]] = []
     for name, times in seconds.items():
         median = statistics.median(times)
+        same_output = reference_instances if name.endswith(("+ instances", "+ connected components")) else reference
         print(f"| {name} | {median:.2f} | {megapixels / median:.3f} | {reference / median:.2f} | "
-              f"{', '.join(f'{t:.2f}' for t in times)} |")  # fmt: skip
+              f"{same_output / median:.2f} | {', '.join(f'{t:.2f}' for t in times)} |")  # fmt: skip
         records.append({
             "setting": name, "seconds": median, "seconds_all": times, "megapixels_per_s": megapixels / median,
-            "vs_monai": reference / median, "size": arguments.size, "monai_channels": channels, "tile": list(tile),
+            "vs_monai": reference / median, "vs_monai_same_output": same_output / median, "size": arguments.size,
+            "monai_channels": channels, "tile": list(tile),
             "threads": torch.get_num_threads(), "kept_freed_memory": kept, "date": date,
             "checkpoints": [str(path) for path in arguments.checkpoint], "objects": objects,
         })  # fmt: skip

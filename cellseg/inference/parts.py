@@ -47,11 +47,21 @@ class Parts:
 
     Attributes:
         slabs: the slabs, in order along the first axis; one covering everything when the image is not cut.
-        owner: int32 ``S``: the owning slab's index on each pixel of a component, -1 elsewhere (``None`` if uncut).
+        components: int32 ``S``: the cells' connected components, numbered 1..n (``None`` if uncut).
+        slab_of_component: int32 ``(n + 1,)``: the index of the slab owning each component, -1 for 0 (``None`` if
+            uncut).
     """
 
     slabs: list[Part]
-    owner: npt.NDArray[np.int32] | None
+    components: npt.NDArray[np.int32] | None
+    slab_of_component: npt.NDArray[np.int32] | None
+
+    def owner(self) -> npt.NDArray[np.int32] | None:
+        """int32 ``S``: the owning slab's index on each pixel of a component, -1 elsewhere (``None`` if uncut)."""
+        if self.components is None or self.slab_of_component is None:
+            return None
+        owners: npt.NDArray[np.int32] = self.slab_of_component[self.components]
+        return owners
 
 
 def part_count(shape: tuple[int, ...]) -> int:
@@ -71,7 +81,7 @@ def cut(cells: npt.NDArray[np.bool_], pad: int) -> Parts:
         The slabs and the owner of every component's pixels.
     """
     count = part_count(cells.shape)
-    whole = Parts([Part(slice(0, cells.shape[0]), 0)], None)
+    whole = Parts([Part(slice(0, cells.shape[0]), 0)], None, None)
     if count == 1:
         return whole
     components, component_count = ndimage.label(cells)
@@ -90,7 +100,7 @@ def cut(cells: npt.NDArray[np.bool_], pad: int) -> Parts:
             stop = min(int(last_rows[owned].max()) + pad, rows)
             slabs.append(Part(slice(start, stop), index))
     owner_of_label = np.concatenate([np.array([-1], dtype=np.int32), slab_of_component])
-    return Parts(slabs, owner_of_label[components])
+    return Parts(slabs, components.astype(np.int32, copy=False), owner_of_label)
 
 
 def find_in_parts(
@@ -111,7 +121,7 @@ def find_in_parts(
         int32 labels ``S``, numbered 1..N without gaps, slab after slab, each slab's objects in its own order.
     """
     parts = cut(cells, pad)
-    if parts.owner is None:
+    if parts.components is None or parts.slab_of_component is None:
         return find(parts.slabs[0].rows)
     if workers > 1:
         with ThreadPoolExecutor(min(workers, len(parts.slabs)), thread_name_prefix="cellseg-instances") as pool:
@@ -121,13 +131,50 @@ def find_in_parts(
     labels: Labels = np.zeros(cells.shape, dtype=np.int32)
     next_label = 1
     for part, slab_labels in zip(parts.slabs, found, strict=True):
-        # the slab's objects on the components it owns; an object's filled holes lie outside every component
-        owned_labels = slab_labels[parts.owner[part.rows] == part.index]
-        present = np.bincount(owned_labels, minlength=int(slab_labels.max()) + 1) > 0
-        present[0] = False
-        lookup = np.zeros(len(present), dtype=np.int32)
-        lookup[present] = np.arange(next_label, next_label + int(present.sum()), dtype=np.int32)
-        next_label += int(present.sum())
-        placed = lookup[slab_labels]
-        np.copyto(labels[part.rows], placed, where=placed > 0)
+        next_label = _place_owned(labels, parts.components, parts.slab_of_component, part, slab_labels, next_label)
     return labels
+
+
+def _place_owned(
+    labels: Labels,
+    components: npt.NDArray[np.int32],
+    slab_of_component: npt.NDArray[np.int32],
+    part: Part,
+    slab_labels: Labels,
+    next_label: int,
+) -> int:
+    """Write the slab's objects on the components it owns into ``labels``, numbered from ``next_label`` on.
+
+    Each object lies in one component, which its first pixel in raster order names (that pixel is on the object's
+    top row, so never in a hole it filled, which lies outside every component). Only the objects' pixels are read
+    and written, not the slab's every pixel.
+
+    Args:
+        labels: int32 ``S``, the whole image's labels so far; written in place (C-contiguous, so a slab's rows are
+            a flat view).
+        components: int32 ``S``, the cells' components (``Parts.components``).
+        slab_of_component: the owning slab of each component (``Parts.slab_of_component``).
+        part: the slab.
+        slab_labels: its int32 labels ``(rows, *S[1:])``, numbered 1..n.
+        next_label: the first label its objects take.
+
+    Returns:
+        The next free label.
+    """
+    flat_labels = slab_labels.reshape(-1)
+    on_objects = np.flatnonzero(flat_labels)
+    object_of_pixel = flat_labels[on_objects]
+    count = int(slab_labels.max())
+    first_pixel = np.zeros(count + 1, dtype=np.intp)
+    first_pixel[object_of_pixel[::-1]] = on_objects[::-1]  # the last write of each label is its first pixel
+    present = np.zeros(count + 1, dtype=bool)
+    present[object_of_pixel] = True
+    component_of_object = components[part.rows].reshape(-1)[first_pixel]
+    owned = present & (slab_of_component[component_of_object] == part.index)
+    owned[0] = False
+    lookup = np.zeros(count + 1, dtype=np.int32)
+    lookup[owned] = np.arange(next_label, next_label + int(owned.sum()), dtype=np.int32)
+    placed = lookup[object_of_pixel]
+    kept = placed > 0
+    labels[part.rows].reshape(-1)[on_objects[kept]] = placed[kept]
+    return next_label + int(owned.sum())

@@ -166,8 +166,9 @@ def _segment_whole(
     """
     foreground, labels = _predict_block(model, prepared, tiles, instances)
     count = int(labels.max())
-    sums = np.bincount(labels.ravel(), weights=foreground.ravel(), minlength=count + 1)[1:].astype(np.float64)
-    return _finish(labels, foreground.astype(np.float16), sums, instances.remove_border, 1)
+    on_objects = labels > 0  # summed over the objects' pixels alone: the same sums, a fraction of the pixels
+    sums = np.bincount(labels[on_objects], weights=foreground[on_objects], minlength=count + 1)[1:]
+    return _finish(labels, foreground.astype(np.float16), sums.astype(np.float64), instances.remove_border, 1)
 
 
 def _predict_block(
@@ -226,7 +227,7 @@ def _finish(
     Objects are numbered 1..N on entry and stay so: dropping goes through a lookup that closes the gaps.
     """
     count = int(labels.max())
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
+    areas = np.bincount(labels[labels > 0], minlength=count + 1)[1:].astype(np.int64)
     border = np.zeros(count + 1, dtype=bool)
     for axis in range(labels.ndim):
         border[np.unique(np.take(labels, [0, -1], axis=axis))] = True

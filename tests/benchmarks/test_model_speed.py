@@ -27,6 +27,7 @@ def test_every_model_and_the_reference_are_timed_in_one_run(tmp_path: Path) -> N
     settings = [row.split(" | ")[0].removeprefix("| ") for row in rows]
     assert settings == [
         speed.REFERENCE,
+        speed.REFERENCE_INSTANCES,
         "folded probabilities",
         "folded + instances",
         "light probabilities",
@@ -36,7 +37,12 @@ def test_every_model_and_the_reference_are_timed_in_one_run(tmp_path: Path) -> N
     assert [record["setting"] for record in records] == settings
     assert all(len(record["seconds_all"]) == 2 and record["seconds"] > 0 for record in records)
     assert records[0]["vs_monai"] == 1.0
-    assert set(records[-1]["objects"]) == {"folded", "light"}
+    assert records[1]["vs_monai_same_output"] == 1.0  # the reference's instances against themselves
+    assert records[1]["vs_monai"] < 1.0  # its connected components cost time on top of its probabilities
+    instances, probabilities = records[3], records[2]  # "folded + instances" against the reference's instances
+    assert instances["vs_monai_same_output"] > instances["vs_monai"]
+    assert probabilities["vs_monai_same_output"] == probabilities["vs_monai"]
+    assert set(records[-1]["objects"]) == {speed.REFERENCE_INSTANCES, "folded", "light"}
     assert records[0]["monai_channels"] == [4, 8, 16]  # the first model's widths unfolded: the same stride, 4
 
 
