@@ -261,17 +261,19 @@ class ResAttUNet(nn.Module):
           scored Dice 0.919 / F1@0.5 0.858 against ``"full"``'s 0.917 / 0.857 (within the seed spreads), trained 1.25x
           the steps in the budget, and predicts the probabilities of a 2048 px field 1.25-1.44x faster
           (``benchmarks/model_speed.py``); on Usiigaci (48 px cells) Dice 0.872 / F1@0.5 0.870 against 0.871 / 0.851.
-          ``configs/usiigaci.yaml`` and ``configs/dsb2018_unfolded.yaml`` use it.
+          ``configs/usiigaci_unfolded.yaml`` and ``configs/dsb2018_unfolded.yaml`` use it.
         * Skip merge (2026-12-03, the same machine and runs): ``"add"`` on top of the light first level scored Dice
           0.916 / F1@0.5 0.866 against ``"concat"``'s 0.919 / 0.858, trained 1.3x the steps in the budget, and
           predicts the probabilities 1.16-1.39x faster (2.00-2.75x ``AttentionUnet``'s megapixels/s against
           1.60-2.07x, five runs); on Usiigaci Dice 0.873 / F1@0.5 0.875 against 0.872 / 0.870.
-          ``configs/dsb2018.yaml`` and ``configs/usiigaci.yaml`` use it.
+          ``configs/dsb2018.yaml`` and ``configs/usiigaci.yaml`` use it (folded since 2026-12-04).
         * Fold (2026-12-04, an Intel Xeon CPU, DSB2018, 20-minute runs, two seeds): ``fold=2`` with widths 16-128
           and a full first level at half resolution trained 1.37x the steps of the unfolded light 8-128 network and
           scored Dice 0.920 / F1@0.5 0.879 against its 0.918 / 0.872 (fluorescence Dice 0.930 against 0.930), its
           probabilities 1.19-1.20x faster; with a light first level it trains faster still but loses 0.002 Dice
-          (the Zen 4 EPYC, two seeds). ``configs/dsb2018.yaml`` uses the full one.
+          (the Zen 4 EPYC, two seeds). ``configs/dsb2018.yaml`` uses the full one, and so does
+          ``configs/usiigaci.yaml`` since 2026-12-04 (2) (the Xeon, two seeds: 1.42x the steps, Dice 0.875 / F1@0.5
+          0.889 against the unfolded 0.874 / 0.879).
 
     Args:
         spatial_dims: 2 for images, 3 for volumes.
