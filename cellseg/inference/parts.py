@@ -78,7 +78,7 @@ def cut(cells: npt.NDArray[np.bool_], pad: int) -> Parts:
         pad: rows each slab keeps beyond the rows its components span.
 
     Returns:
-        The slabs and the owner of every component's pixels.
+        The slabs, the cells' components and the slab owning each.
     """
     count = part_count(cells.shape)
     whole = Parts([Part(slice(0, cells.shape[0]), 0)], None, None)
