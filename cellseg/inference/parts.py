@@ -145,9 +145,8 @@ def _place_owned(
 ) -> int:
     """Write the slab's objects on the components it owns into ``labels``, numbered from ``next_label`` on.
 
-    Each object lies in one component, which its first pixel in raster order names (that pixel is on the object's
-    top row, so never in a hole it filled, which lies outside every component). Only the objects' pixels are read
-    and written, not the slab's every pixel.
+    Each object lies in one component, which any of its pixels names but those of the holes it filled (they lie
+    outside every component). Only the objects' pixels are read and written, not the slab's every pixel.
 
     Args:
         labels: int32 ``S``, the whole image's labels so far; written in place (C-contiguous, so a slab's rows are
@@ -165,11 +164,12 @@ def _place_owned(
     on_objects = np.flatnonzero(flat_labels)
     object_of_pixel = flat_labels[on_objects]
     count = int(slab_labels.max())
-    first_pixel = np.zeros(count + 1, dtype=np.intp)
-    first_pixel[object_of_pixel[::-1]] = on_objects[::-1]  # the last write of each label is its first pixel
+    component_of_pixel = components[part.rows].reshape(-1)[on_objects]
+    in_component = component_of_pixel > 0  # not a filled hole
+    component_of_object = np.zeros(count + 1, dtype=np.intp)  # every write for one object writes the same value
+    component_of_object[object_of_pixel[in_component]] = component_of_pixel[in_component]
     present = np.zeros(count + 1, dtype=bool)
     present[object_of_pixel] = True
-    component_of_object = components[part.rows].reshape(-1)[first_pixel]
     owned = present & (slab_of_component[component_of_object] == part.index)
     owned[0] = False
     lookup = np.zeros(count + 1, dtype=np.int32)
