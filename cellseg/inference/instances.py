@@ -28,6 +28,7 @@ square (cube in 3D). Given explicitly, a setting is used as it is.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -167,7 +168,7 @@ def instances_from_probabilities(
     cells = _cells(probabilities, config)
     # a seed's split looks this far around it (its box's room for the smoothing); a hole lies inside its object
     pad = 2 + (math.ceil(GAUSSIAN_TRUNCATE * config.split_sigma) if config.split_sigma > 0 else 0)
-    labels = find_in_parts(cells, pad, lambda rows: _instances(probabilities[:, rows], config), workers)
+    labels = find_in_parts(cells, pad, lambda rows, own: _instances(probabilities[:, rows], config, own), workers)
     if config.remove_border:
         labels = renumber(clear_border(labels))
     return labels
@@ -179,14 +180,20 @@ def _cells(probabilities: npt.NDArray[np.floating], config: InstanceConfig) -> n
     return cells
 
 
-def _instances(probabilities: npt.NDArray[np.floating], config: InstanceConfig) -> Labels:
+def _instances(
+    probabilities: npt.NDArray[np.floating],
+    config: InstanceConfig,
+    own: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
+) -> Labels:
     """``instances_from_probabilities`` of one piece: seeds, split, flood, unreached cells, holes, small objects.
 
-    ``remove_border`` is left to the caller (a slab's edges are not the image's).
+    ``remove_border`` is left to the caller (a slab's edges are not the image's). ``own`` restricts the seeds to the
+    piece's own components (``cellseg.inference.parts``); the others come out one object each.
     """
     cells = _cells(probabilities, config)
     relief = probabilities[TargetClass.INTERIOR if config.method == "boundary" else DISTANCE_CHANNEL]
-    seeds = _seeds(cells & (relief > config.seed_threshold), config.seed_pixels(cells.ndim))
+    candidates = cells & (relief > config.seed_threshold)
+    seeds = _seeds(candidates if own is None else own(candidates), config.seed_pixels(cells.ndim))
     if config.split_pixels() > 0:
         seeds = split_seeds(seeds, config.split_pixels(), config.split_sigma)
     labels = _flood(relief, seeds, cells)

@@ -6,8 +6,12 @@ objects. So the image is cut across its first axis into slabs, each component go
 row, and each slab is widened to the rows all its components span plus ``pad`` (the room the seed split looks at
 around a seed). A slab's instances, on the components it owns, are then those of the whole image: the same objects,
 numbered in another order. Components a slab holds but does not own (cut by its edges) are found again by their
-owner and dropped here. The cutting depends on the image's size and contents only, never on how many threads run
-the slabs, so the labels do not depend on the machine.
+owner and dropped here; the slab seeds only its own components (``Parts.own``), so the others cost it no seed
+split (of the seeds the image's or a slab's edge leaves no room around, measured one by one, 116 of 156 were in
+components another slab owns on a 2048 px field), and become one object each, which keeps the holes of its own
+objects as they are in the whole image (a hole holding another slab's component is not a hole to fill). The
+cutting depends on the image's size and contents only, never on how many threads run the slabs, so the labels do
+not depend on the machine.
 
 On a 2048 px field of ~2,000 nuclei, 4 slabs: each component's extent adds ~2% of rows per cut.
 """
@@ -23,6 +27,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 Labels = npt.NDArray[np.int32]
+Mask = npt.NDArray[np.bool_]
 PART_PIXELS = 2**20
 """Pixels (voxels) per slab: a 2048 x 2048 field is cut into 4 slabs, a 1040 x 1388 image is left whole."""
 MAX_PARTS = 16
@@ -62,6 +67,17 @@ class Parts:
             return None
         owners: npt.NDArray[np.int32] = self.slab_of_component[self.components]
         return owners
+
+    def own(self, part: Part, where: Mask) -> Mask:
+        """``where`` (bool ``(rows, *S[1:])`` of ``part``'s rows) on the components ``part`` owns alone.
+
+        Looked up on the pixels of ``where`` only. Uncut, ``where`` itself.
+        """
+        if self.components is None or self.slab_of_component is None:
+            return where
+        owned = where.copy()
+        owned[where] = self.slab_of_component[self.components[part.rows][where]] == part.index
+        return owned
 
 
 def part_count(shape: tuple[int, ...]) -> int:
@@ -106,7 +122,7 @@ def cut(cells: npt.NDArray[np.bool_], pad: int) -> Parts:
 def find_in_parts(
     cells: npt.NDArray[np.bool_],
     pad: int,
-    find: Callable[[slice], Labels],
+    find: Callable[[slice, Callable[[Mask], Mask]], Labels],
     workers: int = 1,
 ) -> Labels:
     """The labels of the whole image, from ``find`` run on each slab, ``workers`` slabs at a time.
@@ -114,7 +130,9 @@ def find_in_parts(
     Args:
         cells: bool ``S``, the cells' extent.
         pad: rows each slab keeps beyond its components (``cut``).
-        find: the instance labels (int32, numbered 1..n) of the slab of the given rows.
+        find: the instance labels (int32, numbered 1..n) of the slab of the given rows; its second argument
+            restricts a bool mask of the slab to the components the slab owns (``Parts.own``): the objects of the
+            others are dropped, so they need not be split, only to be objects.
         workers: threads running slabs at once (the instance step's filters and flood run outside Python's lock).
 
     Returns:
@@ -122,12 +140,16 @@ def find_in_parts(
     """
     parts = cut(cells, pad)
     if parts.components is None or parts.slab_of_component is None:
-        return find(parts.slabs[0].rows)
+        return find(parts.slabs[0].rows, lambda where: where)
+
+    def find_slab(part: Part) -> Labels:
+        return find(part.rows, lambda where: parts.own(part, where))
+
     if workers > 1:
         with ThreadPoolExecutor(min(workers, len(parts.slabs)), thread_name_prefix="cellseg-instances") as pool:
-            found = list(pool.map(lambda part: find(part.rows), parts.slabs))
+            found = list(pool.map(find_slab, parts.slabs))
     else:
-        found = [find(part.rows) for part in parts.slabs]
+        found = [find_slab(part) for part in parts.slabs]
     labels: Labels = np.zeros(cells.shape, dtype=np.int32)
     next_label = 1
     for part, slab_labels in zip(parts.slabs, found, strict=True):

@@ -110,7 +110,8 @@ class ResidualBlock(nn.Module):
         branch = self.conv1(self.act1(self.norm1(x)))
         if self.convs == 2:
             branch = self.conv2(self.drop(self.act2(self.norm2(branch))))
-        output: torch.Tensor = self.shortcut(x) + branch
+        # the sum lands in the branch's own fresh output: no new tensor (no backward needs a conv's output)
+        output: torch.Tensor = branch.add_(self.shortcut(x))
         return output
 
 
@@ -168,7 +169,7 @@ class AttentionGate(nn.Module):
             gating_projected = F.interpolate(
                 gating_projected, size=skip.shape[2:], mode=self._interp_mode, align_corners=False
             )
-        alpha = torch.sigmoid(self.psi(self.relu(self.project_skip(skip) + gating_projected)))
+        alpha = torch.sigmoid(self.psi(self.relu(self.project_skip(skip).add_(gating_projected))))
         return skip * alpha, alpha
 
 

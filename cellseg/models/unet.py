@@ -161,7 +161,8 @@ class DecoderStage(nn.Module):
         if isinstance(self.gate, AttentionGate):
             skip, alpha = self.gate(skip, coarse)
         upsampled = self.up(coarse)
-        merged = torch.cat([upsampled, skip], dim=1) if self.merge == "concat" else upsampled + skip
+        # added in place into the upsampled map, a fresh output whose backward does not need it
+        merged = torch.cat([upsampled, skip], dim=1) if self.merge == "concat" else upsampled.add_(skip)
         return self.blocks(merged), alpha
 
 

@@ -23,20 +23,22 @@ def in_raster_order(labels: np.ndarray) -> np.ndarray:
 
 
 def field(seed: int) -> np.ndarray:
-    """Blurred, noisy probabilities ``(3, 256, 192)`` of touching nuclei, two rings and a bar across every slab.
+    """Blurred, noisy probabilities ``(3, 256, 192)`` of touching nuclei, three rings and a bar across every slab.
 
-    One ring is empty (its hole is filled), the other holds a nucleus (its hole stays background); both straddle a
-    slab's first row (64 or 128 when cut in four), as do many nuclei; the bar spans the image from top to bottom.
+    One ring is empty (its hole is filled), the others hold a nucleus (their holes stay background); all straddle a
+    slab's first row (64 or 128 when cut in four), as do many nuclei; the nucleus of the third ring starts below that
+    row, so another slab owns it than the ring's; the bar spans the image from top to bottom.
     """
     config = SyntheticConfig(shape=(256, 192), n_nuclei=(90, 110), radius=(5.0, 9.0), cluster_fraction=0.5)
     truth = generate_sample(config, seed=seed).labels.astype(np.int32)
     truth[:, 2:8] = 0
     truth[:, 3:7] = truth.max() + 1  # the bar, along the cut axis
-    for centre, holds_a_nucleus in (((64, 60), False), ((128, 140), True)):
-        truth[disk(centre, 16, shape=truth.shape)] = truth.max() + 1
-        truth[disk(centre, 10, shape=truth.shape)] = 0
-        if holds_a_nucleus:
-            truth[disk(centre, 5, shape=truth.shape)] = truth.max() + 1
+    rings = (((64, 60), 16, 10, None), ((128, 140), 16, 10, ((128, 140), 5)), ((130, 60), 18, 12, ((134, 60), 4)))
+    for centre, radius, hole_radius, nucleus in rings:
+        truth[disk(centre, radius, shape=truth.shape)] = truth.max() + 1
+        truth[disk(centre, hole_radius, shape=truth.shape)] = 0
+        if nucleus is not None:
+            truth[disk(*nucleus, shape=truth.shape)] = truth.max() + 1
     classes = three_class_target(truth)
     one_hot = np.stack([classes == k for k in range(3)]).astype(np.float32)
     rng = np.random.default_rng(seed)
@@ -73,6 +75,9 @@ def test_each_component_goes_to_the_slab_of_its_first_row_and_the_slab_spans_it(
     assert owner is not None
     assert set(np.unique(owner[60:100, 20:30])) == {0}
     assert set(np.unique(owner[~cells])) == {-1}
+    for slab in cut_cells.slabs:  # a slab's own components: those of its rows the owner map gives it
+        own = cut_cells.own(slab, cells[slab.rows])
+        np.testing.assert_array_equal(own, owner[slab.rows] == slab.index)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -94,6 +99,8 @@ def test_slabs_find_the_objects_of_the_whole_image_whatever_the_threads(
     assert one_thread[filled_hole] > 0
     assert one_thread[128 + 8, 140] == 0  # between the ring and the nucleus it holds
     assert one_thread[128, 140] > 0
+    assert one_thread[130 - 8, 60] == 0  # the same where the ring's slab does not own the nucleus
+    assert 0 < one_thread[134, 60] != one_thread[130 - 15, 60] > 0
 
 
 def test_border_objects_are_removed_from_the_whole_image_not_from_each_slab(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -187,6 +187,13 @@ def test_fold_space_moves_each_block_of_pixels_into_channels_and_back(spatial_di
     assert FoldSpace(spatial_dims, 1)(x) is x
 
 
+def test_unfold_space_is_pixel_shuffle_in_2d_from_a_channels_last_head() -> None:
+    logits = torch.randn(2, 12, 5, 7).contiguous(memory_format=torch.channels_last)
+    unfolded = UnfoldSpace(2, 2)(logits)
+    assert torch.equal(unfolded, torch.nn.functional.pixel_shuffle(logits, 2))
+    assert unfolded.is_contiguous()
+
+
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_a_folded_network_runs_from_a_coarser_first_level(spatial_dims: SpatialDims) -> None:
     options: dict[str, Any] = {"first_level": "light", "skip_merge": "add", "deep_supervision": True}
