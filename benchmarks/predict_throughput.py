@@ -23,8 +23,9 @@ Measured per (system, image size), each case in its own process so that its peak
   the warm-up pass (``warmup_seconds``), outside the timed part; ratios are still to the uncompiled MONAI reference.
 * Memory: cellseg's rows call ``keep_freed_memory`` first, as ``cellseg predict`` does (glibc keeps freed memory
   for reuse; ``--plain-malloc`` leaves the defaults); MONAI's rows run with glibc's defaults, as a MONAI script does.
-* Tiles per forward pass: cellseg's rows take ``cellseg predict``'s default (``tile_batch_for``: 2^17 pixels, 8
-  tiles of 128 px; ``--tile-batch`` sets another), MONAI's reference rows 4 (MONAI's own default is 1).
+* Tiles per forward pass: cellseg's rows take ``cellseg predict``'s default (``tile_batch_for``: 2^19 pixels in 2D,
+  32 tiles of 128 px; 2^17 until 2026-12-04; ``--tile-batch`` sets another), MONAI's reference rows 4 (MONAI's own
+  default is 1).
 * ``cellseg-naive``: the network on the whole (padded) image in one forward pass, no tiling, to show the memory that
   tiling saves; measured up to ``--naive-max`` (2048 px), above that estimated from the largest measured size scaled
   by the pixel count (marked as an estimate; not run, it would need tens of GB).

@@ -12,7 +12,10 @@ probabilities, instances) at the default batch, to set the ratio with instances 
 Settings (``--batches``): ``cellseg bN`` is ``predict_probabilities`` with ``TileConfig(batch_size=N)`` on the
 2048 x 2048 synthetic field of ``predict_throughput.py`` (normalised as ``cellseg predict`` does); ``auto`` is
 ``cellseg predict``'s default (``tile_batch_for``); ``--monai-batches`` adds MONAI at other batch sizes. The largest
-difference between the settings' probabilities is printed too (they must agree to float rounding)::
+difference between the settings' probabilities is printed too (they must agree to float rounding). MONAI's network
+has the checkpoint's widths unfolded (8-128 for a fold-2 16-128 model), as in ``model_speed.py``, and the process
+keeps freed memory (``keep_freed_memory``, as ``cellseg predict`` does) for every setting alike (since 2026-12-04;
+before, glibc's defaults and the folded widths)::
 
     .venv/bin/python benchmarks/tile_batch.py
     .venv/bin/python benchmarks/tile_batch.py --batches 4 8 16 auto --rounds 5 --checkpoint RUN/checkpoints/final.ckpt
@@ -35,9 +38,11 @@ import numpy as np
 import torch
 
 from cellseg.data.synthetic import SyntheticConfig, generate_sample
+from cellseg.inference.memory import keep_freed_memory
 from cellseg.inference.model import load_model
 from cellseg.inference.segment import BlockConfig, segment_image
 from cellseg.inference.tiling import TileConfig, predict_probabilities, tile_batch_for
+from cellseg.models.unet import unfolded_channels
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,19 +71,22 @@ def main() -> None:
     for batch in arguments.batches:
         if batch != AUTO and not (batch.isdigit() and int(batch) >= 1):
             parser.error(f"--batches: {batch!r} is neither a whole number of at least 1 nor {AUTO!r}.")
+    kept = keep_freed_memory()  # as cellseg predict (and model_speed.py) does, for every setting alike
     with tempfile.TemporaryDirectory(prefix="cellseg-tile-batch-") as scratch:
         checkpoint = arguments.checkpoint or throughput.write_random_checkpoint(
             Path(scratch) / "random.ckpt", arguments.channels, throughput.TILE
         )
         model = load_model(checkpoint)
-    channels = [int(width) for width in model.module.hparams["network"]["channels"]]
+    network = model.module.hparams["network"]
+    channels = [int(width) for width in network["channels"]]
+    monai_channels = unfolded_channels(channels, int(network.get("fold", 1)))  # as model_speed.py: 8-128 for fold 2
     tile = model.tile_size
     sample = generate_sample(
         SyntheticConfig(shape=(throughput.SAMPLE_SIDE, throughput.SAMPLE_SIDE), n_nuclei=throughput.SAMPLE_NUCLEI),
         seed=0,
     )
     image = throughput.prepared_input(sample.image, arguments.size, model)
-    monai = throughput.monai_network(channels, torch.device("cpu"))
+    monai = throughput.monai_network(monai_channels, torch.device("cpu"))
     settings: dict[str, Any] = {f"monai b{MONAI_REFERENCE_BATCH}": MONAI_REFERENCE_BATCH}
     settings |= {f"monai b{batch}": batch for batch in arguments.monai_batches}
     for batch in arguments.batches:
@@ -117,7 +125,8 @@ def main() -> None:
     megapixels = arguments.size**2 / 1e6
     reference = statistics.median(seconds[f"monai b{MONAI_REFERENCE_BATCH}"])
     label = str(arguments.checkpoint) if arguments.checkpoint else "random-init"
-    print(f"model: {label}; widths {channels}; tile {list(tile)}, overlap {throughput.OVERLAP}; "
+    print(f"model: {label}; widths {channels}, MONAI's {monai_channels}; tile {list(tile)}, "
+          f"overlap {throughput.OVERLAP}; "
           f"{arguments.size} px field; {arguments.rounds} alternated rounds, {torch.get_num_threads()} threads; "
           f"cellseg settings agree to {largest_difference:.1e}"
           + (f"; {objects[-1]} objects" if objects else ""))  # fmt: skip
@@ -133,7 +142,8 @@ def main() -> None:
         records.append({
             "setting": name, "tiles_per_pass": batch, "seconds": median, "seconds_all": times,
             "megapixels_per_s": megapixels / median, "vs_monai": reference / median, "size": arguments.size,
-            "channels": channels, "tile": list(tile), "model": label, "threads": torch.get_num_threads(),
+            "channels": channels, "monai_channels": monai_channels, "tile": list(tile), "model": label,
+            "threads": torch.get_num_threads(), "kept_freed_memory": kept,
             "largest_difference": largest_difference, "date": date,
             "objects": objects[-1] if name == WITH_INSTANCES else None,
         })  # fmt: skip

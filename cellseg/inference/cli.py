@@ -65,8 +65,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> None
     )  # fmt: skip
     model.add_argument(
         "--tile-batch", type=positive_int,
-        help="tiles per forward pass (default: as many as make 2^17 pixels, at least 2: 8 tiles of 128 px, 2 of "
-        "256 px; 8 ran 1.12-1.32x faster than 4 on a 2-core CPU; try more on a GPU)",
+        help="tiles per forward pass (default: as many as make 2^19 pixels in 2D, 2^17 in 3D, at least 2: 32 tiles "
+        "of 128 px, 8 of 256 px; 32 ran 1.10x faster than 8 on a 2-core CPU; try more on a GPU)",
     )  # fmt: skip
     model.add_argument("--tta", action="store_true", help="average over flips and rotations (8x the compute)")
     model.add_argument(

@@ -48,7 +48,7 @@ class TileConfig:
         max_tile: 2D, no ``tile_size``: fit tiles of at most this side to the image (``fitted_tiles``; never below
             the training patch); ``None`` (default) keeps the training patch.
         batch_size: tiles per forward pass; ``None`` (default): ``tile_batch_for``, as many as make
-            ``TILE_BATCH_PIXELS`` (8 tiles of 128 x 128, 2 of 256 x 256), at least 2.
+            ``TILE_BATCH_PIXELS`` (32 tiles of 128 x 128, 8 of 256 x 256 in 2D), at least 2.
         tta: average over flips and 90-degree rotations (8 views in 2D; the 4 in-plane flips in 3D).
         precision: ``"32"``, ``"bf16"`` autocast (GPU or CPU) or ``"16"`` autocast (GPU; ignored on the CPU).
         compile: run the network through ``torch.compile`` (``compiled_network``): once compiled, faster tiles
@@ -67,16 +67,19 @@ class TileConfig:
     compile: bool = False
 
 
-TILE_BATCH_PIXELS = 2**17
-"""Pixels per forward pass when ``TileConfig.batch_size`` is not given: 8 tiles of 128 x 128, 2 of 256 x 256.
+TILE_BATCH_PIXELS: dict[int, int] = {2: 2**19, 3: 2**17}
+"""Pixels (voxels) per forward pass when ``TileConfig.batch_size`` is not given, by the tiles' spatial dims: in 2D
+32 tiles of 128 x 128, 8 of 256 x 256, 2 of 448 x 448; in 3D 4 tiles of 16 x 32 x 64, 2 of 32 x 64 x 64.
 
-Measured on the 2-core CPU (``benchmarks/tile_batch.py``; 2026-12-03, Zen 4, a random-init 8-128 network, the
-2048 x 2048 field, batch sizes alternated in one process, the same probabilities to 5e-6): 128 px tiles, 8 per pass
-took 2.47-2.60 s (medians of four runs of 4-5 passes) against 2.84-3.28 s for 4 (1.12-1.32x) and 2.27-3.51 s for 16
-(fastest in two runs, slowest in the other two, likely as 16 tiles' activations outgrow what this shared host's
-neighbours leave of the caches); 256 px tiles, 2 / 4 / 8 per pass 2.63 / 2.47 / 2.61 s (no difference); 448 px
-(``--max-tile 512``), 1 / 2 / 4: 1.65 / 1.65 / 2.18 s; 3D, 32 x 64 x 64 tiles of an 8-64 network, 1 / 2 / 4 / 8:
-30.1 / 7.2 / 9.1 / 10.0 s. Not measured on a GPU, where more tiles per pass likely pay (``--tile-batch``).
+2D, since 2026-12-04 (was 2^17, 8 tiles of 128 px): on the Intel Xeon's 2 cores (``benchmarks/tile_batch.py``,
+the folded DSB2018 model, the 2048 x 2048 field, 5 alternated rounds, glibc keeping freed memory as ``cellseg
+predict`` has it), 128 px tiles took 0.74 / 0.69 / 0.67 / 0.65 s at 8 / 16 / 32 / 64 per pass: 32 is 1.10x faster
+than 8 and within 3% of 64 for half its activations. MONAI's ``AttentionUnet`` 8-128 in the same rounds: 2.02 /
+1.97 / 1.97 / 1.89 s at 4 / 8 / 16 / 32. Before, on the Zen 4 with glibc's defaults (2026-12-03, a random-init
+8-128 network), 8 took 2.47-2.60 s against 2.84-3.28 s for 4 and 2.27-3.51 s for 16 (fastest in two runs, slowest in
+two); 256 px tiles, 2 / 4 / 8 per pass 2.63 / 2.47 / 2.61 s; 448 px (``--max-tile 512``), 1 / 2 / 4: 1.65 / 1.65 /
+2.18 s. 3D (Zen 4), 32 x 64 x 64 tiles of an 8-64 network, 1 / 2 / 4 / 8: 30.1 / 7.2 / 9.1 / 10.0 s, so 3D keeps
+2^17. Not measured on a GPU, where more tiles per pass likely pay (``--tile-batch``).
 """
 
 
@@ -85,11 +88,11 @@ def tile_batch_for(config: TileConfig, tile: tuple[int, ...]) -> int:
 
     Example:
         >>> tile_batch_for(TileConfig(), (128, 128)), tile_batch_for(TileConfig(), (448, 448))
-        (8, 2)
+        (32, 2)
     """
     if config.batch_size is not None:
         return config.batch_size
-    return max(2, TILE_BATCH_PIXELS // math.prod(tile))
+    return max(2, TILE_BATCH_PIXELS[len(tile)] // math.prod(tile))
 
 
 def tile_size_for(model: LoadedModel, config: TileConfig) -> tuple[int, ...]:

@@ -198,10 +198,11 @@ def test_gpu_prediction_matches_the_cpu(distance_checkpoint: Path, image: np.nda
 
 def test_the_default_tile_batch_holds_a_fixed_pixel_count_of_at_least_two_tiles() -> None:
     default = TileConfig()
-    assert tile_batch_for(default, (128, 128)) == 8
-    assert tile_batch_for(default, (256, 256)) == 2
-    assert tile_batch_for(default, (448, 304)) == 2  # under one tile's worth: never one (3D ran 4x slower on one)
-    assert tile_batch_for(default, (64, 64, 64)) == 2
+    assert tile_batch_for(default, (128, 128)) == 32
+    assert tile_batch_for(default, (256, 256)) == 8
+    assert tile_batch_for(default, (448, 448)) == 2
+    assert tile_batch_for(default, (16, 32, 64)) == 4  # 3D: 2^17 voxels
+    assert tile_batch_for(default, (64, 64, 64)) == 2  # under two tiles' worth: never one (3D ran 4x slower on one)
     assert tile_batch_for(TileConfig(batch_size=3), (128, 128)) == 3
 
 
