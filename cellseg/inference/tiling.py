@@ -54,8 +54,10 @@ class TileConfig:
         compile: run the network through ``torch.compile`` (``compiled_network``): once compiled, faster tiles
             (the network 1.95x on the 2-core CPU, 128 px tiles of an 8-128 model), for a compilation on the first
             tile batch (about 50 s there; a few seconds from the on-disk cache after). Pays off on many
-            megapixels, not on one small image; with ``max_tile`` every new tile shape compiles again. Falls back
-            to the plain network, with a warning, where compiling fails (no C++ compiler, say).
+            megapixels, not on one small image (every tile batch is padded to ``tile_batch_for``'s size, 32
+            tiles of 128 px: a 256 px image's 9 tiles compute 32; set ``batch_size`` lower for small images); with
+            ``max_tile`` every new tile shape compiles again. Falls back to the plain network, with a warning, where
+            compiling fails (no C++ compiler, say).
     """
 
     tile_size: tuple[int, ...] | None = None
