@@ -776,6 +776,9 @@ def predictor(
     post-processing (the default ``InstanceConfig``; the 3 classes are the same), which tells the network's share of
     a difference from the post-processing's. Both post-processings scale to the checkpoint's object diameter, or to
     ``object_diameter`` for a checkpoint written before fitting recorded it (the same median over the training masks).
+    cellseg's instances take its checkpoint's foreground threshold (``model.foreground_threshold`` of its config, as
+    ``cellseg predict`` does); the MONAI systems' cellseg post-processing keeps the default (0.5), as it did for the
+    records before the threshold travelled with a model.
     """
     if system == DETERMINISTIC:
         return lambda image: {MAIN: otsu_watershed(image.array)}
@@ -791,7 +794,7 @@ def predictor(
         preparation = Preparation.of(model)
         return lambda image: {MAIN: segment_image(model, prepare(image, preparation)).labels}
     monai_model = with_diameter(load_monai_model(checkpoint, device), object_diameter)
-    instances = InstanceConfig().for_diameter(monai_model.object_diameter)
+    instances = InstanceConfig().for_model(monai_model.object_diameter)
     monai_preparation = Preparation.of(monai_model)
 
     def components(image: ImageData) -> dict[str, Labels]:

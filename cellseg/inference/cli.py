@@ -79,7 +79,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> None
     instances.add_argument(
         "--seeds", choices=["boundary", "distance"], help="what seeds the watershed (default: boundary, measured best)"
     )
-    instances.add_argument("--foreground-threshold", type=float, default=0.5, help="cell probability (default: 0.5)")
+    instances.add_argument(
+        "--foreground-threshold", type=float,
+        help="cell probability above which a pixel is foreground (default: the model's, set by its config and stored "
+        "in its checkpoint; 0.5 unless the config set one: configs/dsb2018.yaml sets 0.6)",
+    )  # fmt: skip
     instances.add_argument("--seed-threshold", type=float, help="seed threshold (default: 0.5 boundary, 0.6 distance)")
     instances.add_argument(
         "--split-height",

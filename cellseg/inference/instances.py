@@ -22,7 +22,9 @@ so a large image is segmented in slabs, several at a time, with the labels of th
 The size settings (smallest seed, split height, smallest object) are tuned for objects of ``REFERENCE_DIAMETER``
 pixels and scale with the model's typical object diameter (the median over its training masks, which ``cellseg fit``
 stores in the checkpoint), as Cellpose scales to its ``diameter``: heights by the diameter ratio, sizes by its
-square (cube in 3D). Given explicitly, a setting is used as it is.
+square (cube in 3D). The foreground threshold is the model's own where its config set one (``model.
+foreground_threshold``, stored in the checkpoint), else ``DEFAULT_FOREGROUND_THRESHOLD``. Given explicitly, a setting
+is used as it is.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ REFERENCE_DIAMETER = 15.0
 DEFAULT_MIN_SEED_SIZE = 8.0  # pixels at REFERENCE_DIAMETER
 DEFAULT_SPLIT_HEIGHT = 1.5  # pixels at REFERENCE_DIAMETER
 DEFAULT_MIN_SIZE = 16.0  # pixels at REFERENCE_DIAMETER
+DEFAULT_FOREGROUND_THRESHOLD = 0.5  # for a model that does not name its own
 GAUSSIAN_TRUNCATE = 4.0  # the split's smoothing reaches this many sigmas (scipy's default)
 RECONSTRUCTION_STEPS = 64  # geodesic dilations of the h-maxima before scikit-image's sort-based reconstruction
 
@@ -69,7 +72,8 @@ class InstanceConfig:
     Attributes:
         method: what seeds the watershed: ``"boundary"`` (interior probability) or ``"distance"`` (the distance head;
             needs a model trained with ``distance_head``).
-        foreground_threshold: a pixel belongs to a cell where ``1 - P(background)`` exceeds this.
+        foreground_threshold: a pixel belongs to a cell where ``1 - P(background)`` exceeds this; ``None``: the
+            model's own (``for_model``), else ``DEFAULT_FOREGROUND_THRESHOLD``.
         seed_threshold: a pixel belongs to a seed where the interior probability (or the distance) exceeds this.
         min_seed_size: seeds with fewer pixels are dropped (specks that would split a cell in two); ``None``:
             ``DEFAULT_MIN_SEED_SIZE`` scaled to ``object_diameter``.
@@ -87,7 +91,7 @@ class InstanceConfig:
     """
 
     method: SeedMethod = "boundary"
-    foreground_threshold: float = 0.5
+    foreground_threshold: float | None = None
     seed_threshold: float = 0.5
     min_seed_size: int | None = None
     split_height: float | None = None
@@ -101,6 +105,12 @@ class InstanceConfig:
     def scale(self) -> float:
         """``object_diameter / REFERENCE_DIAMETER`` (1 without a diameter)."""
         return (self.object_diameter or REFERENCE_DIAMETER) / REFERENCE_DIAMETER
+
+    def foreground_cut(self) -> float:
+        """The foreground threshold in use: the given or the model's one, else ``DEFAULT_FOREGROUND_THRESHOLD``."""
+        if self.foreground_threshold is not None:
+            return self.foreground_threshold
+        return DEFAULT_FOREGROUND_THRESHOLD
 
     def seed_pixels(self, spatial_dims: int) -> int:
         """The smallest seed kept, in pixels (voxels in 3D)."""
@@ -118,11 +128,22 @@ class InstanceConfig:
             return self.min_size
         return max(1, round(DEFAULT_MIN_SIZE * self.scale**spatial_dims))
 
-    def for_diameter(self, object_diameter: float | None) -> InstanceConfig:
-        """This config scaled to a model's ``object_diameter``, unless it has a diameter of its own already."""
-        if self.object_diameter is not None or object_diameter is None:
-            return self
-        return replace(self, object_diameter=float(object_diameter))
+    def for_model(self, object_diameter: float | None, foreground_threshold: float | None = None) -> InstanceConfig:
+        """This config with a model's defaults where it has none of its own.
+
+        Args:
+            object_diameter: the model's typical object diameter (pixels), which the size settings scale to.
+            foreground_threshold: the model's foreground threshold.
+
+        Returns:
+            The config, its ``object_diameter`` and ``foreground_threshold`` filled in where they were ``None``.
+        """
+        filled = self
+        if filled.object_diameter is None and object_diameter is not None:
+            filled = replace(filled, object_diameter=float(object_diameter))
+        if filled.foreground_threshold is None and foreground_threshold is not None:
+            filled = replace(filled, foreground_threshold=float(foreground_threshold))
+        return filled
 
 
 def instances_from_probabilities(
@@ -175,8 +196,8 @@ def instances_from_probabilities(
 
 
 def _cells(probabilities: npt.NDArray[np.floating], config: InstanceConfig) -> npt.NDArray[np.bool_]:
-    """Where objects may lie (bool ``S``): ``1 - P(background)`` above ``config.foreground_threshold``."""
-    cells: npt.NDArray[np.bool_] = probabilities[TargetClass.BACKGROUND] < 1.0 - config.foreground_threshold
+    """Where objects may lie (bool ``S``): ``1 - P(background)`` above ``config.foreground_cut()``."""
+    cells: npt.NDArray[np.bool_] = probabilities[TargetClass.BACKGROUND] < 1.0 - config.foreground_cut()
     return cells
 
 

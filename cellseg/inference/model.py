@@ -42,6 +42,8 @@ class LoadedModel:
         stride: the network's total downsampling factor; tile sides must be multiples of it.
         object_diameter: the median object diameter (pixels) of the training masks, which the post-processing's
             size settings scale to; ``None`` for checkpoints that do not record it.
+        foreground_threshold: the probability of a cell above which a pixel is foreground, as the model's config
+            set it (``model.foreground_threshold``); ``None`` for checkpoints written before it was recorded.
     """
 
     module: SegmentationModule
@@ -55,6 +57,7 @@ class LoadedModel:
     spatial_dims: int
     stride: int
     object_diameter: float | None = None
+    foreground_threshold: float | None = None
 
     @property
     def has_distance(self) -> bool:
@@ -120,4 +123,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", fold_norms:
         spatial_dims=spatial_dims,
         stride=module.network.total_stride,
         object_diameter=module.hparams.get("object_diameter"),
+        foreground_threshold=hparams.get("foreground_threshold"),
     )

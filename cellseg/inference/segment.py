@@ -109,14 +109,14 @@ def segment_image(
         prepared: ``(C, *S)`` float32 from ``prepare_image``.
         tiles: sliding-window settings.
         instances: post-processing settings; ``remove_border`` refers to the image's border. Size settings left
-            at ``None`` scale to the model's object diameter.
+            at ``None`` scale to the model's object diameter; a foreground threshold left at ``None`` is the model's.
         blocks: block size and margin.
 
     Returns:
         Labels, foreground probability and per-object statistics.
     """
     tiles, blocks = tiles or TileConfig(), blocks or BlockConfig()
-    instances = (instances or InstanceConfig()).for_diameter(model.object_diameter)
+    instances = (instances or InstanceConfig()).for_model(model.object_diameter, model.foreground_threshold)
     shape = prepared.shape[1:]
     boxes = block_boxes(shape, blocks)
     if len(boxes) == 1:

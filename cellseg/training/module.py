@@ -23,6 +23,7 @@ from cellseg import __version__
 from cellseg.data.augment import AugmentationConfig, BatchAugmenter
 from cellseg.data.targets import TargetClass
 from cellseg.data.targets_torch import distance_target_batch, three_class_target_batch
+from cellseg.inference.instances import DEFAULT_FOREGROUND_THRESHOLD, InstanceConfig
 from cellseg.models import ResAttUNet
 from cellseg.training.metrics import ForegroundOverlap, InstanceMatching
 from cellseg.training.schedule import warmup_cosine_factor
@@ -65,6 +66,10 @@ class SegmentationModule(L.LightningModule):
         object_diameter: the typical object diameter in pixels, which the post-processing's size settings scale to
             (``InstanceConfig``); ``None``: measured at the start of fitting as the median over the training masks
             (``CellDataModule.object_diameter``) and stored in the checkpoint.
+        foreground_threshold: the probability of a cell above which a pixel is foreground in this model's instances
+            (``InstanceConfig.foreground_threshold``): stored in the checkpoint, so ``cellseg predict`` uses it unless
+            told otherwise, and used by the validation's instance scores. A setting of post-processing tuned with
+            the model (``configs/dsb2018.yaml``: 0.6).
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class SegmentationModule(L.LightningModule):
         distance_loss_weight: float = 1.0,
         instance_metrics: bool = True,
         object_diameter: float | None = None,
+        foreground_threshold: float = DEFAULT_FOREGROUND_THRESHOLD,
     ) -> None:
         super().__init__()
         self.output_names = CLASS_NAMES + [DISTANCE_NAME] * distance_head
@@ -106,7 +112,8 @@ class SegmentationModule(L.LightningModule):
         )
         self.loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
         self.val_overlap = ForegroundOverlap()
-        self.val_instances = InstanceMatching() if instance_metrics else None
+        validation_instances = InstanceConfig(foreground_threshold=foreground_threshold)
+        self.val_instances = InstanceMatching(validation_instances) if instance_metrics else None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Write what the checkpoint's outputs mean and which cellseg wrote it, as plain data."""
@@ -142,7 +149,7 @@ class SegmentationModule(L.LightningModule):
         if self.hparams["object_diameter"] is None and measured is not None:
             self.hparams["object_diameter"] = float(measured)
         if self.val_instances is not None:
-            self.val_instances.instances = self.val_instances.instances.for_diameter(self.hparams["object_diameter"])
+            self.val_instances.instances = self.val_instances.instances.for_model(self.hparams["object_diameter"])
 
     def on_train_start(self) -> None:
         """Forget validation counts from the sanity check, so the first epoch's numbers are its own."""

@@ -251,13 +251,31 @@ def test_size_settings_scale_with_the_object_diameter_unless_given() -> None:
 
     reference = InstanceConfig()
     assert (reference.split_pixels(), reference.seed_pixels(2), reference.object_pixels(2)) == (1.5, 8, 16)
-    twice = reference.for_diameter(2 * REFERENCE_DIAMETER)
+    twice = reference.for_model(2 * REFERENCE_DIAMETER)
     assert (twice.split_pixels(), twice.seed_pixels(2), twice.object_pixels(2)) == (3.0, 32, 64)
     assert (twice.seed_pixels(3), twice.object_pixels(3)) == (64, 128)  # volumes scale by the cube
-    explicit = InstanceConfig(split_height=0.0, min_size=5).for_diameter(2 * REFERENCE_DIAMETER)
+    explicit = InstanceConfig(split_height=0.0, min_size=5).for_model(2 * REFERENCE_DIAMETER)
     assert (explicit.split_pixels(), explicit.object_pixels(2), explicit.seed_pixels(2)) == (0.0, 5, 32)
-    assert twice.for_diameter(REFERENCE_DIAMETER) == twice  # a config's own diameter wins over a model's
-    assert reference.for_diameter(None) == reference
+    assert twice.for_model(REFERENCE_DIAMETER) == twice  # a config's own diameter wins over a model's
+    assert reference.for_model(None) == reference
+
+
+def test_the_foreground_threshold_is_the_model_s_unless_given() -> None:
+    from cellseg.inference.instances import DEFAULT_FOREGROUND_THRESHOLD
+
+    assert InstanceConfig().foreground_cut() == DEFAULT_FOREGROUND_THRESHOLD
+    assert InstanceConfig().for_model(None, 0.6).foreground_cut() == 0.6
+    assert InstanceConfig(foreground_threshold=0.4).for_model(None, 0.6).foreground_cut() == 0.4
+    truth = np.zeros((32, 32), dtype=np.int32)
+    truth[8:24, 8:24] = 1
+    probabilities = np.zeros((3, 32, 32), dtype=np.float32)
+    probabilities[0] = 1.0
+    probabilities[:, 8:24, 8:24] = [[[0.1]], [[0.9]], [[0.0]]]
+    probabilities[:, 6:8, 8:24] = [[[0.45]], [[0.0]], [[0.55]]]  # a rim the network is unsure of
+    looser = instances_from_probabilities(probabilities, InstanceConfig().for_model(None, 0.5))
+    stricter = instances_from_probabilities(probabilities, InstanceConfig().for_model(None, 0.6))
+    assert np.count_nonzero(looser) == 16 * 16 + 2 * 16
+    assert np.count_nonzero(stricter) == 16 * 16
 
 
 def lobed_cell() -> np.ndarray:

@@ -124,6 +124,29 @@ def test_two_touching_discs_come_out_as_two_cells(distance_checkpoint: Path, tmp
     assert match_instances(truth, labels).at(0.5).tp == 2
 
 
+def test_the_model_s_foreground_threshold_is_the_default_and_the_option_wins(
+    checkpoint: Path, folder: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    saved = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    saved["hyper_parameters"]["foreground_threshold"] = 0.9  # what a config's model.foreground_threshold stores
+    strict = tmp_path / "strict.ckpt"
+    torch.save(saved, strict)
+    image = str(folder / "a_tiff16.tif")
+    runs: dict[str, tuple[Path, list[str]]] = {
+        "default": (checkpoint, []), "model": (strict, []), "option": (checkpoint, ["--foreground-threshold", "0.9"]),
+        "override": (strict, ["--foreground-threshold", "0.5"]),
+    }  # fmt: skip
+    labels = {}
+    for name, (model, options) in runs.items():
+        assert predict(model, image, "--output", str(tmp_path / name), *options) == 0
+        labels[name] = read_mask(tmp_path / name / "a_tiff16_masks.tif")
+    assert np.array_equal(labels["model"], labels["option"])
+    assert np.array_equal(labels["override"], labels["default"])
+    assert 0 < np.count_nonzero(labels["model"]) < np.count_nonzero(labels["default"])
+
+
 def test_every_export_is_written_and_reads_back(checkpoint: Path, folder: Path, tmp_path: Path) -> None:
     output = tmp_path / "out"
     flags = ["--save-probabilities", "--save-outlines", "--save-rois", "--save-geojson"]

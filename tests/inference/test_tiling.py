@@ -73,7 +73,7 @@ def test_blocks_give_the_same_cells_as_one_pass(model: LoadedModel, image: np.nd
 def test_an_image_of_one_block_gets_what_the_block_loop_gives_it(model: LoadedModel, image: np.ndarray) -> None:
     from cellseg.inference.segment import _segment_blocks
 
-    instances = InstanceConfig().for_diameter(model.object_diameter)
+    instances = InstanceConfig().for_model(model.object_diameter)
     whole = segment_image(model, image, instances=instances)
     looped = _segment_blocks(model, image, TileConfig(), instances, block_boxes(image.shape[1:], BlockConfig()))
     assert whole.count > 0

@@ -36,7 +36,8 @@ def fit_arguments(dataset: Path, runs: Path, *extra: str) -> list[str]:
 
 
 def test_fit_from_the_command_line_saves_a_self_describing_checkpoint(dataset: Path, tmp_path: Path) -> None:
-    assert main(["fit", *fit_arguments(dataset, tmp_path, "--trainer.max_epochs", "1")]) == 0
+    arguments = fit_arguments(dataset, tmp_path, "--trainer.max_epochs", "1", "--model.foreground_threshold", "0.7")
+    assert main(["fit", *arguments]) == 0
     best = next((tmp_path / "checkpoints").glob("best-*.ckpt"))
     checkpoint = torch.load(best, weights_only=True, map_location="cpu")
     hyperparameters = checkpoint["hyper_parameters"]
@@ -67,6 +68,9 @@ def test_fit_from_the_command_line_saves_a_self_describing_checkpoint(dataset: P
     assert loaded.tile_size == (32, 32)
     assert loaded.output_names == ["background", "interior", "boundary", "distance"]
     assert loaded.object_diameter == pytest.approx(measured)
+    assert hyperparameters["foreground_threshold"] == loaded.foreground_threshold == 0.7  # predict's default
+    assert module.val_instances is not None
+    assert module.val_instances.instances.foreground_cut() == 0.7  # and the validation's
 
 
 def test_a_run_logs_to_csv_and_tensorboard_and_draws_its_curves(dataset: Path, tmp_path: Path) -> None:
