@@ -373,6 +373,24 @@ def write_rows(path: Path, results: list[ImageResult], earlier: dict[str, ImageR
             writer.writerow(asdict(row))
 
 
+def instances_in_force(instances: InstanceConfig, model: LoadedModel) -> dict[str, Any]:
+    """The post-processing settings the masks were made with: the options, the model's defaults filled in.
+
+    Returns:
+        ``InstanceConfig``'s fields with the model's object diameter and foreground threshold where the options left
+        them at ``None``, and the sizes in pixels they come to in 2D (``min_seed_pixels``, ``split_pixels``,
+        ``min_object_pixels``; voxels in 3D).
+    """
+    used = instances.for_model(model.object_diameter, model.foreground_threshold)
+    return {
+        **asdict(used),
+        "foreground_threshold": used.foreground_cut(),
+        "min_seed_pixels": used.seed_pixels(model.spatial_dims),
+        "split_pixels": used.split_pixels(),
+        "min_object_pixels": used.object_pixels(model.spatial_dims),
+    }
+
+
 def write_provenance(
     path: Path, model: LoadedModel, options: PredictOptions, summary: RunSummary, started: str
 ) -> None:
@@ -386,6 +404,7 @@ def write_provenance(
         "checkpoint_sha256": model.sha256,
         "output_names": model.output_names,
         "options": json.loads(json.dumps(asdict(options), default=str)),
+        "instances_in_force": instances_in_force(options.instances, model),
         "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "images": len(summary.results),

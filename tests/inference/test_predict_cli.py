@@ -20,7 +20,8 @@ from cellseg.cli import main
 from cellseg.data.synthetic import SyntheticConfig, generate_sample
 from cellseg.data.targets import normalised_distance_map
 from cellseg.evaluation.matching import match_instances
-from cellseg.inference.model import file_sha256
+from cellseg.inference.instances import InstanceConfig
+from cellseg.inference.model import file_sha256, load_model
 from cellseg.io import read_mask
 from tests.io.test_geojson import _filled as filled
 
@@ -72,6 +73,12 @@ def test_every_input_format_is_predicted_and_documented(checkpoint: Path, folder
     assert provenance["checkpoint_sha256"] == file_sha256(checkpoint)
     assert provenance["predicted"] == 4
     assert provenance["options"]["tiles"]["overlap"] == 0.25
+    in_force = provenance["instances_in_force"]  # the model's defaults filled in: what made the masks
+    assert in_force["foreground_threshold"] == 0.5
+    model = load_model(checkpoint)
+    assert in_force["object_diameter"] == model.object_diameter
+    expected = InstanceConfig().for_model(model.object_diameter).object_pixels(2)
+    assert in_force["min_object_pixels"] == expected
 
 
 def test_predicted_cells_match_the_truth(checkpoint: Path, tmp_path: Path) -> None:
