@@ -266,11 +266,9 @@ def test_the_foreground_threshold_is_the_model_s_unless_given() -> None:
     assert InstanceConfig().foreground_cut() == DEFAULT_FOREGROUND_THRESHOLD
     assert InstanceConfig().for_model(None, 0.6).foreground_cut() == 0.6
     assert InstanceConfig(foreground_threshold=0.4).for_model(None, 0.6).foreground_cut() == 0.4
-    truth = np.zeros((32, 32), dtype=np.int32)
-    truth[8:24, 8:24] = 1
     probabilities = np.zeros((3, 32, 32), dtype=np.float32)
     probabilities[0] = 1.0
-    probabilities[:, 8:24, 8:24] = [[[0.1]], [[0.9]], [[0.0]]]
+    probabilities[:, 8:24, 8:24] = [[[0.1]], [[0.9]], [[0.0]]]  # a 16 x 16 cell
     probabilities[:, 6:8, 8:24] = [[[0.45]], [[0.0]], [[0.55]]]  # a rim the network is unsure of
     looser = instances_from_probabilities(probabilities, InstanceConfig().for_model(None, 0.5))
     stricter = instances_from_probabilities(probabilities, InstanceConfig().for_model(None, 0.6))
