@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cellseg.training.module import CLASS_NAMES, SegmentationModule
+from cellseg.training.module import CLASS_NAMES, SegmentationModule, foreground_dice_loss
 
 Loader = DataLoader[dict[str, torch.Tensor]]
 TINY_NETWORK = {"channels": [8, 16, 32]}
@@ -26,12 +26,17 @@ def make_trainer(**kwargs: Any) -> L.Trainer:
     return L.Trainer(**(options | kwargs))
 
 
-@pytest.mark.parametrize(("deep_supervision", "distance_head"), [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize(
+    ("deep_supervision", "distance_head", "foreground_loss_weight"),
+    [(False, False, 0.0), (True, False, 0.0), (True, True, 0.0), (True, False, 1.0)],
+)
 def test_fast_dev_run_logs_losses_and_overlap(
-    train_loader: Loader, val_loader: Loader, deep_supervision: bool, distance_head: bool
+    train_loader: Loader, val_loader: Loader, deep_supervision: bool, distance_head: bool, foreground_loss_weight: float
 ) -> None:
     module = SegmentationModule(
-        network=TINY_NETWORK | {"deep_supervision": deep_supervision}, distance_head=distance_head
+        network=TINY_NETWORK | {"deep_supervision": deep_supervision},
+        distance_head=distance_head,
+        foreground_loss_weight=foreground_loss_weight,
     )
     trainer = make_trainer(fast_dev_run=2)
     trainer.fit(module, train_loader, val_loader)
@@ -97,3 +102,34 @@ def test_distance_head_adds_a_fourth_output_and_its_target(val_loader: Loader) -
     assert module.output_names == [*CLASS_NAMES, "distance"]
     assert torch.allclose(probabilities[:, :3].sum(dim=1), torch.ones(()))
     assert torch.all((probabilities[:, 3] >= 0) & (probabilities[:, 3] <= 1))
+
+
+def confident_logits(classes: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` logits that put almost all probability on ``classes`` ``(N, 1, H, W)``."""
+    return 20.0 * torch.nn.functional.one_hot(classes[:, 0], 3).permute(0, 3, 1, 2).float()
+
+
+def test_foreground_dice_loss_scores_the_union_of_interior_and_boundary() -> None:
+    target = torch.zeros(2, 1, 8, 8, dtype=torch.int64)
+    target[0, 0, 2:6, 2:6] = 1
+    target[0, 0, 2, 2:6] = 2  # a boundary row: still foreground
+    swapped = target.clone()  # interior and boundary exchanged: wrong classes, right foreground
+    swapped[target == 1], swapped[target == 2] = 2, 1
+    assert foreground_dice_loss(confident_logits(target), target) < 1e-3
+    assert foreground_dice_loss(confident_logits(swapped), target) < 1e-3
+    assert foreground_dice_loss(confident_logits(torch.zeros_like(target)), target) > 0.9
+    empty = torch.zeros_like(target)
+    assert foreground_dice_loss(confident_logits(empty), empty) < 1e-3  # nothing to find, nothing found
+
+
+def test_foreground_loss_weight_adds_the_foreground_dice_to_the_loss() -> None:
+    target = torch.zeros(1, 1, 16, 16, dtype=torch.int64)
+    target[0, 0, 4:12, 4:12] = 1
+    logits = torch.randn(1, 3, 16, 16, requires_grad=True)
+    plain = SegmentationModule(network=TINY_NETWORK, distance_head=False)
+    weighted = SegmentationModule(network=TINY_NETWORK, distance_head=False, foreground_loss_weight=0.5)
+    difference = weighted._loss(logits, target, None) - plain._loss(logits, target, None)
+    assert torch.allclose(difference, 0.5 * foreground_dice_loss(logits, target))
+    difference.backward()
+    assert logits.grad is not None
+    assert logits.grad[:, 0].abs().sum() > 0
