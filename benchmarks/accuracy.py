@@ -1367,6 +1367,68 @@ def markdown_curves(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def group_rows(records: list[dict[str, Any]], groups: dict[str, str]) -> list[dict[str, Any]]:
+    """Per experiment group of the validation images: each seed's mean Dice and F1@0.5 over the group's images.
+
+    The subsets of ``table_rows`` mix experiments of very different difficulty; this says which experiment a
+    difference (or a seed's spread) comes from.
+
+    Args:
+        records: results records with their ``per_image`` scores.
+        groups: image name -> experiment group (``ImageInfo.group``, e.g. ``"520x696 fluorescence"``).
+
+    Returns:
+        One row per (data set, group, system, machine, budget): ``seeds`` and, per metric, one value per seed.
+    """
+    cases: dict[tuple[Any, ...], list[tuple[Any, list[dict[str, Any]]]]] = {}
+    for record in records:
+        by_group: dict[str, list[dict[str, Any]]] = {}
+        for image in record.get("per_image", []):
+            if image["name"] in groups:
+                by_group.setdefault(groups[image["name"]], []).append(image)
+        for group, images in by_group.items():
+            key = (record["dataset"], group, system_label(record), machine_name(record), record["budget_minutes"])
+            cases.setdefault(key, []).append((record["seed"], images))
+    rows = []
+    for (dataset, group, system, on, budget), members in cases.items():
+        members.sort(key=lambda member: member[0] if member[0] is not None else -1)
+        rows.append(
+            {
+                "dataset": dataset, "group": group, "system": system, "machine": on, "budget_minutes": budget,
+                "images": len(members[0][1]), "seeds": [seed for seed, _ in members],
+                **{name: [float(np.mean([image[name] for image in images])) for _, images in members]
+                   for name in ("dice", "f1_50")},
+            }
+        )  # fmt: skip
+
+    def order(row: dict[str, Any]) -> tuple[Any, ...]:
+        base = row["system"].split(" @ ")[0]
+        system = SYSTEMS.index(base) if base in SYSTEMS else len(SYSTEMS)
+        return (row["dataset"], -row["images"], row["group"], system, row["system"], row["machine"])
+
+    return sorted(rows, key=order)
+
+
+def markdown_groups(rows: list[dict[str, Any]]) -> str:
+    """The rows of ``group_rows`` as a markdown table: each seed's value, then the mean over seeds."""
+
+    def values(per_seed: list[float]) -> str:
+        each = " / ".join(f"{value:.3f}" for value in per_seed)
+        return each if len(per_seed) < 2 else f"{each} (mean {np.mean(per_seed):.3f})"
+
+    lines = [
+        "| data set | group | images | system | machine | seeds | Dice per seed | F1@0.5 per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        seeds = ", ".join("-" if seed is None else str(seed) for seed in row["seeds"])
+        lines.append(
+            f"| {row['dataset']} | {row['group']} | {row['images']} | {row['system']} | {row['machine']} | {seeds} | "
+            f"{values(row['dice'])} | {values(row['f1_50'])} |"
+        )
+    return "\n".join(lines)
+
+
 def print_tables(records: list[dict[str, Any]], as_json: bool) -> None:
     """Print the mean-over-images and pooled-over-objects tables and the training table (markdown or JSON)."""
     tables = {"mean": table_rows(records, "mean"), "pooled": table_rows(records, "pooled")}
@@ -1416,6 +1478,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--table", action="store_true", help="only print the tables of the results")
     parser.add_argument("--json-table", action="store_true", help="only print the tables, as JSON")
+    parser.add_argument(
+        "--groups",
+        action="store_true",
+        help="only print each experiment group's scores per seed (with --data: the groups of its metadata.csv)",
+    )
     parser.add_argument("--config", type=Path, help="training config (default: configs/DATASET.yaml); a tuning variant")
     parser.add_argument("--limit-val", type=int, help="debug: score only the first N validation images")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -1432,6 +1499,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.path.insert(0, str(Path(__file__).parent))
         record = run_one(arguments, shlex.join([relative(Path(sys.executable)), *sys.argv]))
         arguments.record_to.write_text(json.dumps(record))
+        return 0
+    if arguments.groups:
+        if arguments.data is None or not (arguments.data / "metadata.csv").is_file():
+            sys.exit("--groups needs --data: a dsb2018_train or usiigaci_train folder with metadata.csv")
+        images = read_metadata(arguments.data, dataset_name(arguments.data))
+        print(markdown_groups(group_rows(load_results(arguments.results), {i.name: i.group for i in images})))
         return 0
     if arguments.table or arguments.json_table:
         print_tables(load_results(arguments.results), arguments.json_table)

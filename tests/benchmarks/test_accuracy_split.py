@@ -30,6 +30,8 @@ max_time = accuracy.max_time
 planned_steps = accuracy.planned_steps
 table_rows = accuracy.table_rows
 markdown_table = accuracy.markdown_table
+group_rows = accuracy.group_rows
+markdown_groups = accuracy.markdown_groups
 otsu_watershed = accuracy.otsu_watershed
 read_metadata = accuracy.read_metadata
 usiigaci_split = accuracy.usiigaci_split
@@ -191,6 +193,31 @@ def test_seeds_are_averaged_on_one_machine_only() -> None:
     records = [fake_record("cellseg", 0, 4), fake_record("cellseg", 1, 2, cpu="Other CPU")]
     rows = [row for row in table_rows(records, "mean") if row["subset"] == "all"]
     assert [(row["machine"], row["seeds"]) for row in rows] == [("Other CPU", [1]), ("Test CPU", [0])]
+
+
+def test_group_rows_give_each_seeds_scores_per_experiment_group() -> None:
+    def record(system: str, seed: int, dice: list[float]) -> dict[str, Any]:
+        per_image = [{"name": name, "subset": "fluorescence", "dice": value, "f1_50": value / 2}
+                     for name, value in zip("abc", dice, strict=True)]  # fmt: skip
+        return {**fake_record(system, seed, 4), "per_image": per_image}
+
+    groups = {"a": "520x696 fluorescence", "b": "520x696 fluorescence", "c": "603x1272 fluorescence"}
+    records = [record("monai-AttentionUnet", 0, [0.9, 0.9, 0.6]), record("cellseg", 1, [0.8, 1.0, 0.4]),
+               record("cellseg", 0, [0.9, 0.9, 0.8])]  # fmt: skip
+    rows = group_rows(records, groups)
+    assert [(row["group"], row["system"], row["images"]) for row in rows] == [
+        ("520x696 fluorescence", "cellseg", 2),
+        ("520x696 fluorescence", "monai-AttentionUnet", 2),
+        ("603x1272 fluorescence", "cellseg", 1),
+        ("603x1272 fluorescence", "monai-AttentionUnet", 1),
+    ]
+    assert rows[0]["seeds"] == [0, 1]
+    assert rows[0]["dice"] == pytest.approx([0.9, 0.9])
+    assert rows[2]["dice"] == pytest.approx([0.8, 0.4])
+    assert rows[2]["f1_50"] == pytest.approx([0.4, 0.2])
+    assert "| dsb2018 | 603x1272 fluorescence | 1 | cellseg | Test CPU | 0, 1 | 0.800 / 0.400 (mean 0.600) |" in (
+        markdown_groups(rows)
+    )
 
 
 def test_table_shows_a_group_holding_every_image_once() -> None:
