@@ -138,3 +138,30 @@ def test_the_data_is_padded_to_the_total_stride_of_a_space_folded_network() -> N
     assert network_total_stride({"channels": [16, 32, 64, 128]}) == 8
     assert network_total_stride({"channels": [16, 32, 64, 128], "fold": 2}) == 16
     assert network_total_stride(None) == 2 ** (len(DEFAULT_CHANNELS) - 1)
+
+
+def test_a_weight_average_from_the_config_is_what_the_checkpoints_and_the_trained_model_hold(
+    dataset: Path, tmp_path: Path
+) -> None:
+    """Lightning's EMAWeightAveraging, added through the config's callbacks as configs/dsb2018_ema.yaml adds it.
+
+    The checkpoints keep the average as their weights (and the raw weights apart), ``cellseg predict`` loads them
+    safely, and fit ends on the average.
+    """
+    ema = '{"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging", "init_args": {"decay": 0.5}}'
+    arguments = fit_arguments(dataset, tmp_path, "--trainer.max_epochs", "2", "--trainer.callbacks+", ema)
+    cli = run_fit(arguments)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        last = tmp_path / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True, map_location="cpu")
+    averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    weights = [name for name in averaged if name.startswith("network.") and averaged[name].is_floating_point()]
+    assert weights
+    assert any(not torch.equal(averaged[name], current[name]) for name in weights)  # an average, not the last step
+    trained = cli.model.state_dict()
+    assert all(torch.equal(trained[name].cpu(), averaged[name]) for name in weights)  # fit ends on the average
+    loaded = load_model(last)  # what cellseg predict does: weights_only
+    assert loaded.tile_size == (32, 32)
+    configured = yaml.safe_load((CONFIGS / "dsb2018_ema.yaml").read_text())["trainer"]["callbacks"]
+    assert [callback["class_path"] for callback in configured] == ["lightning.pytorch.callbacks.EMAWeightAveraging"]
